@@ -1,0 +1,69 @@
+"""Counters every step keeps: what came in, what went out, and why anything did not."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class StepStats:
+    """Counts for one run of one step.
+
+    ``skipped`` is for records a rule removed on purpose (not HTML, over_18, …); ``bad`` is for records
+    that were malformed (corrupt compression, invalid JSON, broken WARC record). Only ``bad`` counts
+    towards the bad-record share that asset checks guard.
+    """
+
+    records_in: int = 0
+    records_out: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    bad: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def bad_total(self) -> int:
+        return sum(self.bad.values())
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
+    def bad_share(self) -> float:
+        """Malformed records over all records seen (0.0 for an empty input)."""
+        return self.bad_total / self.records_in if self.records_in else 0.0
+
+    def merge(self, other: StepStats) -> None:
+        self.records_in += other.records_in
+        self.records_out += other.records_out
+        self.skipped.update(other.skipped)
+        self.bad.update(other.bad)
+
+    def reasons_markdown(self) -> str:
+        """A markdown table of every reason a record did not make it, most frequent first."""
+        rows = [("bad", reason, n) for reason, n in self.bad.items()]
+        rows += [("skipped", reason, n) for reason, n in self.skipped.items()]
+        if not rows:
+            return "_nothing skipped_"
+        rows.sort(key=lambda row: (-row[2], row[0], row[1]))
+        lines = ["| kind | reason | records |", "| --- | --- | ---: |"]
+        lines += [f"| {kind} | {reason} | {n:,} |" for kind, reason, n in rows]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "records_in": self.records_in,
+            "records_out": self.records_out,
+            "skipped": dict(self.skipped),
+            "bad": dict(self.bad),
+        }
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> StepStats:
+        return cls(
+            records_in=int(payload.get("records_in", 0)),
+            records_out=int(payload.get("records_out", 0)),
+            skipped=Counter(payload.get("skipped", {})),
+            bad=Counter(payload.get("bad", {})),
+        )
