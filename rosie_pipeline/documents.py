@@ -59,3 +59,15 @@ def make_document(
         "lang_score": lang_score,
         "meta": json.dumps(meta or {}, ensure_ascii=False, sort_keys=True),
     }
+
+
+def schema_mismatches(actual: pa.Schema, expected: pa.Schema) -> list[str]:
+    """Each expected column that is missing or has another type in ``actual`` (empty when it conforms)."""
+    problems = []
+    for field in expected:
+        index = actual.get_field_index(field.name)
+        if index < 0:
+            problems.append(f"{field.name}: missing")
+        elif actual.field(index).type != field.type:
+            problems.append(f"{field.name}: {actual.field(index).type} instead of {field.type}")
+    return problems

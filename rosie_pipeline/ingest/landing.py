@@ -29,6 +29,11 @@ class LandedInput:
     key: str
     paths: tuple[Path, ...]
 
+    @property
+    def folder_name(self) -> str:
+        """The key as one folder name (keys of files in nested landing folders contain '/')."""
+        return self.key.replace("/", "__")
+
     def version(self) -> str:
         """A short digest of the files' names, sizes and mtimes."""
         payload = json.dumps(fingerprint(self.paths), sort_keys=True).encode()

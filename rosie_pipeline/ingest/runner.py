@@ -69,12 +69,8 @@ def run_ingest(
         "options": json.loads(json.dumps(dataclasses.asdict(options), default=str)),
     }
     previous = read_json(manifest_path)
-    if (
-        not force
-        and previous is not None
-        and all(previous.get(key) == value for key, value in expected.items())
-        and all(path.exists() for path in tables.values())
-    ):
+    if not force and _matches(previous, expected, tables.values()):
+        assert previous is not None
         return IngestResult(
             StepStats.from_dict(previous["stats"]), tables, quarantine_path, previous.get("sample", []), True
         )
@@ -113,6 +109,22 @@ def run_ingest(
         },
     )
     return IngestResult(stats, tables, quarantine_path, sample)
+
+
+def is_current(out_dir: Path, inputs: Iterable[Path]) -> bool:
+    """True when ``out_dir`` holds a complete output for exactly these input files (any options)."""
+    manifest = read_json(out_dir / "manifest.json")
+    expected = {"version": INGEST_VERSION, "inputs": fingerprint(inputs)}
+    outputs = [out_dir / f"{name}.parquet" for name in (manifest or {}).get("rows", {})]
+    return _matches(manifest, expected, outputs)
+
+
+def _matches(manifest: dict[str, Any] | None, expected: dict[str, Any], outputs: Iterable[Path]) -> bool:
+    return (
+        manifest is not None
+        and all(manifest.get(key) == value for key, value in expected.items())
+        and all(path.exists() for path in outputs)
+    )
 
 
 def _preview(doc: dict[str, Any]) -> dict[str, Any]:

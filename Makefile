@@ -1,0 +1,33 @@
+# Rosie — the README's commands. Everything lives in .venv; torch is installed first, pinned to the
+# local CPU wheel, so no package can pull the multi-GB CUDA build.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ROSIE_HOME ?= $(CURDIR)/.rosie
+export ROSIE_HOME
+
+.PHONY: setup test ui dagster-ui run clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[ui,dev,bench]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+# The Dagster web UI on 127.0.0.1:3000, with its instance under $(ROSIE_HOME)/dagster.
+ui: setup
+	$(BIN)/rosie ui
+
+run: setup
+	$(BIN)/rosie run $(SELECTION)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Rosie's assets, one module per group of the asset graph."""

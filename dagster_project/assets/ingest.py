@@ -1,0 +1,235 @@
+"""Ingest group: one partition per landed file (per month for Reddit), documents in Parquet.
+
+Each asset resolves its landed input, runs the matching rosie_pipeline reader through
+``run_ingest``, and reports what a person wants to read in the UI; its checks guard the bad-record
+share, the schema and emptiness of every partition it writes.
+"""
+
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dagster_project.partitions import book_files, cc_files, reddit_months
+from dagster_project.resources import RosieHomeResource
+from rosie_pipeline.documents import DOCUMENT_SCHEMA, schema_mismatches
+from rosie_pipeline.ingest.books import BookOptions, GutenbergReader
+from rosie_pipeline.ingest.common_crawl import CommonCrawlOptions, CommonCrawlReader
+from rosie_pipeline.ingest.landing import LandedInput, find_input
+from rosie_pipeline.ingest.records import Rejected, Row
+from rosie_pipeline.ingest.reddit import DIALOGUE_SCHEMA, PushshiftReader, RedditOptions
+from rosie_pipeline.ingest.runner import IngestResult, run_ingest
+from rosie_pipeline.stats import StepStats
+
+
+class IngestConfig(dg.Config):
+    """Shared by every ingest asset."""
+
+    max_bad_share: float = 0.05
+    """The bad_record_share check fails when more than this share of records is malformed."""
+    force: bool = False
+    """Re-read the input even when it and the options are unchanged since the last run."""
+
+
+class CommonCrawlConfig(IngestConfig):
+    extractor: Literal["resiliparse", "trafilatura"] = "resiliparse"
+    max_record_bytes: int = 16 * 1024 * 1024
+    min_text_chars: int = 1
+
+
+class BooksConfig(IngestConfig):
+    max_doc_chars: int = 2_000_000
+    max_line_chars: int = 1_000_000
+    min_text_chars: int = 1
+
+
+class RedditConfig(IngestConfig):
+    min_score: int = 1
+    subreddit_blocklist: list[str] = []
+    drop_over_18: bool = True
+    max_line_bytes: int = 1 << 20
+    min_chain_turns: int = 2
+    max_chain_turns: int = 12
+    max_chains_per_thread: int = 20
+
+
+def _options(config: IngestConfig, options_type: type[Any]) -> Any:
+    """The reader's options dataclass from the run config fields of the same names."""
+    values = {}
+    for field in dataclasses.fields(options_type):
+        if hasattr(config, field.name):
+            value = getattr(config, field.name)
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+    return options_type(**values)
+
+
+def _check_specs(asset_name: str) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec("bad_record_share", asset=asset_name, description="Malformed records stay under max_bad_share."),
+        dg.AssetCheckSpec("schema", asset=asset_name, description="documents.parquet has the documents contract's columns."),
+        dg.AssetCheckSpec("non_empty", asset=asset_name, description="The partition produced at least one document."),
+    ]
+
+
+def _landed(context: dg.AssetExecutionContext, rosie: RosieHomeResource, source: str) -> LandedInput:
+    landed = find_input(rosie.home, source, context.partition_key)
+    if landed is None:
+        raise dg.Failure(
+            f"partition {context.partition_key!r} has no file in {rosie.home.landing_dir(source)} any more",
+        )
+    return landed
+
+
+def _ingest(
+    context: dg.AssetExecutionContext,
+    rosie: RosieHomeResource,
+    config: IngestConfig,
+    landed: LandedInput,
+    read: Callable[[], Iterable[Row | Rejected]],
+    options: Any,
+    schemas: dict[str, pa.Schema],
+) -> dg.MaterializeResult:
+    asset_name = context.asset_key.to_user_string()
+    home = rosie.home
+    context.log.info(f"ingesting {', '.join(p.name for p in landed.paths)} ({landed.source})")
+    result = run_ingest(
+        read,
+        inputs=list(landed.paths),
+        out_dir=home.asset_dir(asset_name) / landed.folder_name,
+        schemas=schemas,
+        quarantine_path=home.quarantine / asset_name / f"{landed.folder_name}.jsonl",
+        options=options,
+        force=config.force,
+        progress=lambda s: context.log.info(f"{s.records_in:,} records read, {s.records_out:,} documents"),
+    )
+    stats = result.stats
+    if result.unchanged:
+        context.log.info("input and options unchanged since the last run: kept the existing output")
+    context.log.info(
+        f"{stats.records_out:,} documents from {stats.records_in:,} records; "
+        f"{stats.skipped_total:,} skipped by rules, {stats.bad_total:,} malformed"
+    )
+    if stats.bad_total:
+        context.log.warning(f"{stats.bad_total:,} malformed records quarantined in {result.quarantine}")
+    return dg.MaterializeResult(
+        metadata=_metadata(result, landed),
+        check_results=_checks(result, config.max_bad_share),
+        data_version=dg.DataVersion(landed.version()),
+    )
+
+
+def _metadata(result: IngestResult, landed: LandedInput) -> dict[str, Any]:
+    stats = result.stats
+    metadata: dict[str, Any] = {
+        "dagster/row_count": stats.records_out,
+        "documents": stats.records_out,
+        "records_in": stats.records_in,
+        "skipped_records": stats.skipped_total,
+        "bad_records": stats.bad_total,
+        "bad_share": round(stats.bad_share, 6),
+        "skipped_by_reason": dg.MetadataValue.md(stats.reasons_markdown()),
+        "sample": dg.MetadataValue.md(_sample_markdown(result.sample)),
+        "path": dg.MetadataValue.path(str(result.tables["documents"])),
+        "quarantine": dg.MetadataValue.path(str(result.quarantine)),
+        "input_files": ", ".join(p.name for p in landed.paths),
+        "unchanged": result.unchanged,
+    }
+    if "dialogue_candidates" in result.tables:
+        metadata["dialogue_candidates"] = pq.read_metadata(result.tables["dialogue_candidates"]).num_rows
+    if stats.bad_total:
+        metadata["warning"] = f"{stats.bad_total:,} malformed records skipped; see quarantine"
+    return metadata
+
+
+def _sample_markdown(sample: list[dict[str, Any]]) -> str:
+    if not sample:
+        return "_no documents_"
+    lines = ["| title | url | chars | text |", "| --- | --- | ---: | --- |"]
+    for doc in sample:
+        cells = [doc.get("title") or "", doc.get("url") or "", str(doc["chars"]), doc["text"][:200]]
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _md_cell(value: str) -> str:
+    return value.replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _checks(result: IngestResult, max_bad_share: float) -> list[dg.AssetCheckResult]:
+    stats: StepStats = result.stats
+    documents = result.tables["documents"]
+    mismatched = schema_mismatches(pq.read_schema(documents), DOCUMENT_SCHEMA)
+    return [
+        dg.AssetCheckResult(
+            check_name="bad_record_share",
+            passed=stats.bad_share <= max_bad_share,
+            metadata={"bad_share": round(stats.bad_share, 6), "max_bad_share": max_bad_share,
+                      "bad_records": stats.bad_total},
+        ),
+        dg.AssetCheckResult(check_name="schema", passed=not mismatched, metadata={"mismatched": ", ".join(mismatched) or "none"}),
+        dg.AssetCheckResult(
+            check_name="non_empty",
+            passed=stats.records_out > 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"documents": stats.records_out},
+        ),
+    ]
+
+
+@dg.asset(
+    group_name="ingest",
+    partitions_def=cc_files,
+    check_specs=_check_specs("cc_documents"),
+    kinds={"parquet"},
+    description="Main text of Common Crawl WARC responses (HTML) and WET conversions, one partition per file.",
+)
+def cc_documents(
+    context: dg.AssetExecutionContext, config: CommonCrawlConfig, rosie: RosieHomeResource
+) -> dg.MaterializeResult:
+    landed = _landed(context, rosie, "common_crawl")
+    reader = CommonCrawlReader(_options(config, CommonCrawlOptions))
+    return _ingest(context, rosie, config, landed, lambda: reader.read(landed.paths[0]), reader.options,
+                   {"documents": DOCUMENT_SCHEMA})
+
+
+@dg.asset(
+    group_name="ingest",
+    partitions_def=book_files,
+    check_specs=_check_specs("book_documents"),
+    kinds={"parquet"},
+    description="Project Gutenberg books without licence boilerplate, paragraphs unwrapped; one partition per file.",
+)
+def book_documents(
+    context: dg.AssetExecutionContext, config: BooksConfig, rosie: RosieHomeResource
+) -> dg.MaterializeResult:
+    landed = _landed(context, rosie, "books")
+    reader = GutenbergReader(_options(config, BookOptions))
+    return _ingest(context, rosie, config, landed, lambda: reader.read(landed.paths[0]), reader.options,
+                   {"documents": DOCUMENT_SCHEMA})
+
+
+@dg.asset(
+    group_name="ingest",
+    partitions_def=reddit_months,
+    check_specs=_check_specs("reddit_threads"),
+    kinds={"parquet"},
+    description="Reddit threads rebuilt from a month's Pushshift RS_/RC_ dumps, plus anonymised comment chains "
+    "(dialogue_candidates.parquet) for the personality phase.",
+)
+def reddit_threads(
+    context: dg.AssetExecutionContext, config: RedditConfig, rosie: RosieHomeResource
+) -> dg.MaterializeResult:
+    landed = _landed(context, rosie, "reddit")
+    reader = PushshiftReader(_options(config, RedditOptions))
+    workdir = rosie.home.asset_dir("reddit_threads") / landed.folder_name / ".work"
+    return _ingest(
+        context, rosie, config, landed, lambda: reader.read_month(landed.paths, workdir), reader.options,
+        {"documents": DOCUMENT_SCHEMA, "dialogue_candidates": DIALOGUE_SCHEMA},
+    )
+
+
+INGEST_ASSETS = [cc_documents, book_documents, reddit_threads]

@@ -1,0 +1,106 @@
+"""The ``rosie`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rosie_pipeline.paths import RosieHome
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dagster_project.definitions import build_definitions
+    from dagster_project.headless import prepare_instance, run_selection
+
+    home = RosieHome.from_env(args.home)
+    instance = prepare_instance(home)
+    defs = build_definitions(str(home.root))
+    print(f"rosie: home {home.root}; materializing {args.selection or 'the whole graph'}", flush=True)
+
+    def show(outcome) -> None:  # type: ignore[no-untyped-def]
+        where = f"[{outcome.partition}]" if outcome.partition else ""
+        mark = "ok  " if outcome.success else "FAIL"
+        print(f"  {mark} {', '.join(outcome.assets)}{where}  run {outcome.run_id[:8]}", flush=True)
+
+    try:
+        report = run_selection(defs, instance, home, args.selection, on_run=show)
+    except ValueError as exc:
+        print(f"rosie: {exc}", file=sys.stderr)
+        return 2
+    if not report.outcomes:
+        print("rosie: nothing to run: no landed files for the selected partitioned assets "
+              f"(drop files into {home.landing})")
+    if report.failed:
+        print(f"rosie: {len(report.failed)} of {len(report.outcomes)} runs failed; "
+              "see the run logs with `make ui`", file=sys.stderr)
+        return 1
+    print(f"rosie: {len(report.outcomes)} runs succeeded; outputs under {home.lake}")
+    return 0
+
+
+def _download_cc(args: argparse.Namespace) -> int:
+    from rosie_pipeline.ingest.download import DownloadOptions, download_crawl
+
+    home = RosieHome.from_env(args.home)
+    home.create_layout()
+    options = DownloadOptions(
+        base_url=args.base_url, retries=args.retries, min_interval_s=args.min_interval, timeout_s=args.timeout
+    )
+    paths = download_crawl(args.crawl, args.kind, home.landing_dir("common_crawl"), args.limit, options)
+    print(f"rosie: {len(paths)} files in {home.landing_dir('common_crawl')}")
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+
+    from dagster_project.headless import prepare_home
+
+    home = RosieHome.from_env(args.home)
+    prepare_home(home)
+    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    print(f"rosie: Dagster UI on http://{args.host}:{args.port} (home {home.root})", flush=True)
+    os.execv(dagster, [dagster, "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)])
+    return 0  # not reached: execv replaces this process
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rosie", description="Rosie: raw public text to a chatty little model.")
+    parser.add_argument("--home", default=None, help="Rosie home (default: $ROSIE_HOME or ./.rosie)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="materialize the asset graph (or a selection) over landing/")
+    run.add_argument("selection", nargs="?", default=None,
+                     help="Dagster asset selection, e.g. 'group:ingest' or 'key:cc_documents' (default: all)")
+    run.set_defaults(func=_run)
+
+    ui = commands.add_parser("ui", help="start the Dagster web UI on this Rosie home")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=_ui)
+
+    download = commands.add_parser("download-cc", help="download Common Crawl WARC/WET files into landing/")
+    download.add_argument("--crawl", required=True, help="crawl id, e.g. CC-MAIN-2024-10")
+    download.add_argument("--kind", choices=["warc", "wet"], default="wet")
+    download.add_argument("--limit", type=int, default=1, help="how many files of the crawl's list to fetch")
+    download.add_argument("--base-url", default="https://data.commoncrawl.org/")
+    download.add_argument("--retries", type=int, default=5)
+    download.add_argument("--min-interval", type=float, default=1.0, help="seconds between requests")
+    download.add_argument("--timeout", type=float, default=60.0)
+    download.set_defaults(func=_download_cc)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

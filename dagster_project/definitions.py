@@ -1,0 +1,23 @@
+"""The Dagster code location (``dagster dev -w workspace.yaml`` loads ``defs``)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dagster_project.assets.ingest import INGEST_ASSETS
+from dagster_project.resources import RosieHomeResource
+from dagster_project.schedules import data_refresh
+from dagster_project.sensors import landing_sensor
+
+
+def build_definitions(home: str = "") -> dg.Definitions:
+    """All of Rosie's assets, checks, sensors and schedules, rooted at ``home`` (default ``$ROSIE_HOME``)."""
+    return dg.Definitions(
+        assets=[*INGEST_ASSETS],
+        sensors=[landing_sensor],
+        schedules=[data_refresh],
+        resources={"rosie": RosieHomeResource(path=home)},
+    )
+
+
+defs = build_definitions()

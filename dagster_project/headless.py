@@ -1,0 +1,114 @@
+"""``rosie run``: materialize an asset selection over everything in ``landing/``, without a daemon.
+
+It uses the same Definitions, instance (``$ROSIE_HOME/dagster``) and asset code as the web UI, so the
+runs appear there afterwards. Assets are taken in dependency order; consecutive assets that share a
+partitions definition run together, once per partition.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from dagster_project.partitions import register_landed_partitions
+from rosie_pipeline.paths import RosieHome
+
+DAGSTER_YAML = """\
+# Written by rosie: Dagster's own storage for this Rosie home (sqlite, under this folder).
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
+def prepare_home(home: RosieHome) -> None:
+    """Create the home's layout and Dagster config; point ``ROSIE_HOME``/``DAGSTER_HOME`` at them."""
+    home.create_layout()
+    config = home.dagster / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML, encoding="utf-8")
+    os.environ["ROSIE_HOME"] = str(home.root)
+    os.environ["DAGSTER_HOME"] = str(home.dagster)
+
+
+def prepare_instance(home: RosieHome) -> dg.DagsterInstance:
+    """The home's Dagster instance (sqlite storage under ``$ROSIE_HOME/dagster``)."""
+    prepare_home(home)
+    return dg.DagsterInstance.get()
+
+
+#: Dagster's console logger at INFO: the asset log lines without every engine event.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+@dataclass
+class RunOutcome:
+    assets: list[str]
+    partition: str | None
+    success: bool
+    run_id: str
+
+
+@dataclass
+class HeadlessReport:
+    outcomes: list[RunOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[RunOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+
+def run_selection(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    home: RosieHome,
+    selection: str | None = None,
+    on_run: Callable[[RunOutcome], None] | None = None,
+) -> HeadlessReport:
+    """Materialize ``selection`` (Dagster selection syntax; everything when None) in-process."""
+    register_landed_partitions(instance, home)
+    graph = defs.resolve_asset_graph()
+    asset_selection = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
+    selected = asset_selection.resolve(graph)
+    if not selected:
+        raise ValueError(f"selection {selection!r} matches no asset")
+    ordered = [key for key in graph.toposorted_asset_keys if key in selected]
+    assets = list(defs.assets or [])
+    report = HeadlessReport()
+    for keys, partitions_def in _batches(graph, ordered):
+        partition_keys: list[str | None] = (
+            list(partitions_def.get_partition_keys(dynamic_partitions_store=instance)) if partitions_def else [None]
+        )
+        for partition_key in partition_keys:
+            result = dg.materialize(
+                assets,
+                instance=instance,
+                selection=keys,
+                resources=dict(defs.resources or {}),
+                partition_key=partition_key,
+                raise_on_error=False,
+                run_config=QUIET_RUN_CONFIG,
+            )
+            outcome = RunOutcome([k.to_user_string() for k in keys], partition_key, result.success, result.run_id)
+            report.outcomes.append(outcome)
+            if on_run is not None:
+                on_run(outcome)
+    return report
+
+
+def _batches(graph: Any, ordered: list[dg.AssetKey]) -> list[tuple[list[dg.AssetKey], dg.PartitionsDefinition | None]]:
+    """Consecutive runs of keys (in topological order) that share one partitions definition."""
+    batches: list[tuple[list[dg.AssetKey], dg.PartitionsDefinition | None]] = []
+    for key in ordered:
+        partitions_def = graph.get(key).partitions_def
+        if batches and batches[-1][1] == partitions_def:
+            batches[-1][0].append(key)
+        else:
+            batches.append(([key], partitions_def))
+    return batches

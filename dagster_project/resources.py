@@ -1,0 +1,16 @@
+"""Resources: where the Rosie home is. Everything else an asset needs comes from its run config."""
+
+
+import dagster as dg
+
+from rosie_pipeline.paths import RosieHome
+
+
+class RosieHomeResource(dg.ConfigurableResource):
+    """The ``ROSIE_HOME`` folder (landing/, lake/, models/, …); empty means ``$ROSIE_HOME`` or ``./.rosie``."""
+
+    path: str = ""
+
+    @property
+    def home(self) -> RosieHome:
+        return RosieHome.from_env(self.path or None)
