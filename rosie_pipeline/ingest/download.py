@@ -27,7 +27,7 @@ class DownloadOptions:
     backoff_s: float = 2.0
     min_interval_s: float = 1.0
     timeout_s: float = 60.0
-    chunk_bytes: int = 1 << 20
+    chunk_bytes: int = 1 << 16
 
 
 class DownloadError(RuntimeError):

@@ -1,0 +1,106 @@
+import json
+import zstandard
+
+import polars as pl
+
+from rosie_pipeline.documents import DOCUMENT_SCHEMA
+from rosie_pipeline.ingest.reddit import DIALOGUE_SCHEMA, PushshiftReader, RedditOptions, dump_month
+from rosie_pipeline.ingest.runner import run_ingest
+from tests.fixtures import comment, submission, zstd_ndjson
+
+SUBMISSIONS = [
+    submission("s1", "What is your cat's favourite toy?", selftext="Mine loves string."),
+    submission("s2", "Spicy", over_18=True),
+    submission("s3", "Blocked one", subreddit="badplace"),
+    submission("s4", "Downvoted", score=-5),
+]
+COMMENTS = [
+    comment("c1", "s1", "t3_s1", "A cardboard box, always.", "alice"),
+    comment("c2", "s1", "t1_c1", "Boxes are undefeated.", "bob"),
+    comment("c3", "s1", "t1_c2", "Until the laser pointer shows up.", "alice"),
+    comment("c4", "s1", "t3_s1", "[removed]", "carol"),
+    comment("c5", "s1", "t1_c4", "Reply to a removed comment.", "dave"),
+    comment("c6", "s1", "t3_s1", "Mine ignores toys.", "erin", score=-3),
+    comment("c7", "s2", "t3_s2", "nsfw reply", "frank"),
+    comment("c8", "s9", "t3_s9", "Thread whose submission is elsewhere.", "gina"),
+    comment("c9", "s9", "t1_c8", "Still a conversation.", "hal"),
+]
+
+
+def _land(tmp_path, comments_extra=b""):
+    (tmp_path / "RS_2023-11.zst").write_bytes(zstd_ndjson(SUBMISSIONS, window_log=31))
+    (tmp_path / "RC_2023-11.zst").write_bytes(zstd_ndjson(COMMENTS, window_log=31) + comments_extra)
+    return [tmp_path / "RS_2023-11.zst", tmp_path / "RC_2023-11.zst"]
+
+
+def _ingest(tmp_path, dumps, **options):
+    reader = PushshiftReader(RedditOptions(subreddit_blocklist=("BadPlace",), **options))
+    return run_ingest(lambda: reader.read_month(dumps, tmp_path / "work"), inputs=dumps, out_dir=tmp_path / "out",
+                      schemas={"documents": DOCUMENT_SCHEMA, "dialogue_candidates": DIALOGUE_SCHEMA},
+                      quarantine_path=tmp_path / "q.jsonl", options=reader.options)
+
+
+def test_threads_rebuilt_and_filtered(tmp_path):
+    result = _ingest(tmp_path, _land(tmp_path))
+    docs = pl.read_parquet(result.tables["documents"]).sort("url")
+    assert docs.height == 2
+    s1 = docs.filter(pl.col("title") == "What is your cat's favourite toy?").row(0, named=True)
+    assert s1["text"].split("\n\n") == [
+        "What is your cat's favourite toy?", "Mine loves string.", "A cardboard box, always.",
+        "Boxes are undefeated.", "Until the laser pointer shows up.", "Reply to a removed comment.",
+    ]
+    assert s1["url"] == "https://www.reddit.com/r/cats/comments/s1/x/"
+    assert json.loads(s1["meta"])["subreddit"] == "cats"
+    orphan = docs.filter(pl.col("title").is_null()).row(0, named=True)
+    assert orphan["text"] == "Thread whose submission is elsewhere.\n\nStill a conversation."
+    stats = result.stats
+    assert stats.skipped == {"over_18": 2, "blocklisted_subreddit": 1, "low_score": 2, "deleted_or_removed": 1}
+    assert stats.bad_total == 0 and stats.records_in == len(SUBMISSIONS) + len(COMMENTS)
+
+
+def test_dialogue_chains_are_anonymised(tmp_path):
+    result = _ingest(tmp_path, _land(tmp_path))
+    chains = pl.read_parquet(result.tables["dialogue_candidates"]).sort("id").to_dicts()
+    turns = sorted([[(t["speaker"], t["text"]) for t in c["turns"]] for c in chains])
+    assert turns == [
+        [("speaker_1", "A cardboard box, always."), ("speaker_2", "Boxes are undefeated."),
+         ("speaker_1", "Until the laser pointer shows up.")],
+        [("speaker_1", "Thread whose submission is elsewhere."), ("speaker_2", "Still a conversation.")],
+    ]
+    raw = (tmp_path / "out" / "dialogue_candidates.parquet").read_bytes()
+    assert b"alice" not in raw and b"bob" not in raw
+
+
+def test_bad_lines_and_corrupt_frame_are_quarantined(tmp_path):
+    extra_frame = zstandard.ZstdCompressor().compress(
+        b'{"id": "x1", "link_id": "t3_s1", "parent_id": "t1_c3", "body": "late frame", "author": "zed", "score": 9}\n'
+        b"{not json\n" + b"\xff\xfe\xfd\n" + b'"just a string"\n' + b'{"id": "big", "body": "' + b"y" * (10 << 20) + b'"}\n'
+    )
+    broken_frame = bytearray(zstandard.ZstdCompressor().compress(b'{"id": "lost"}\n' * 1000))
+    broken_frame[12:30] = b"\x00" * 18
+    dumps = _land(tmp_path, bytes(broken_frame) + extra_frame)
+    result = _ingest(tmp_path, dumps)
+    assert result.stats.bad == {"corrupt_zstd": 1, "invalid_json": 1, "invalid_utf8": 1, "missing_fields": 1,
+                                "oversized_line": 1}
+    docs = pl.read_parquet(result.tables["documents"])
+    assert docs.filter(pl.col("text").str.contains("late frame")).height == 1  # the frame after the damage is kept
+    entries = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]
+    assert {e["file"] for e in entries} == {"RC_2023-11.zst"}
+    assert max(len(e["sample"] or "") for e in entries) <= 2_000
+
+
+def test_many_buckets_same_output(tmp_path):
+    dumps = _land(tmp_path)
+    one = _ingest(tmp_path / "a", dumps)
+    many = _ingest(tmp_path / "b", dumps, bucket_target_bytes=64)
+    for table in ("documents", "dialogue_candidates"):
+        left = pl.read_parquet(one.tables[table]).sort("id")
+        right = pl.read_parquet(many.tables[table]).sort("id")
+        assert left.equals(right)
+
+
+def test_dump_month():
+    from pathlib import Path
+
+    assert dump_month(Path("RS_2024-01.zst")) == "2024-01" and dump_month(Path("RC_2024-01.zst")) == "2024-01"
+    assert dump_month(Path("notes.zst")) is None

@@ -1,0 +1,46 @@
+import os
+
+import pytest
+
+from rosie_pipeline.documents import DOCUMENT_SCHEMA, make_document
+from rosie_pipeline.ingest.books import BookOptions
+from rosie_pipeline.ingest.records import Row, bad
+from rosie_pipeline.ingest.runner import is_current, run_ingest
+
+
+def _rows(n, fail_at=None):
+    for i in range(n):
+        if i == fail_at:
+            raise KeyboardInterrupt("killed")
+        yield Row("documents", make_document(source="test", locator=str(i), text=f"document {i}"))
+    yield bad("invalid_json", 7, "detail", b"{oops")
+
+
+def _run(tmp_path, read, force=False):
+    source = tmp_path / "input.txt"
+    if not source.exists():
+        source.write_text("input")
+    return run_ingest(read, inputs=[source], out_dir=tmp_path / "out", schemas={"documents": DOCUMENT_SCHEMA},
+                      quarantine_path=tmp_path / "q" / "input.jsonl", options=BookOptions(), force=force)
+
+
+def test_second_run_is_a_no_op_until_the_input_changes(tmp_path):
+    first = _run(tmp_path, lambda: _rows(5))
+    assert not first.unchanged and first.stats.records_out == 5 and first.stats.bad_total == 1
+    assert is_current(tmp_path / "out", [tmp_path / "input.txt"])
+    second = _run(tmp_path, lambda: pytest.fail("an unchanged input must not be read again"))
+    assert second.unchanged and second.stats.to_dict() == first.stats.to_dict()
+    os.utime(tmp_path / "input.txt", ns=(1, 1))
+    assert not is_current(tmp_path / "out", [tmp_path / "input.txt"])
+    assert not _run(tmp_path, lambda: _rows(3)).unchanged
+    assert _run(tmp_path, lambda: _rows(2), force=True).stats.records_out == 2
+
+
+def test_killed_run_leaves_no_partial_output_and_reruns_cleanly(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, lambda: _rows(10_000, fail_at=6_000))
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not (tmp_path / "out" / "documents.parquet").exists()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []  # no temp file left behind
+    result = _run(tmp_path, lambda: _rows(10_000))
+    assert result.stats.records_out == 10_000 and not result.unchanged
