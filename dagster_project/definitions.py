@@ -6,7 +6,8 @@ import dagster as dg
 
 from dagster_project.assets.ingest import INGEST_ASSETS
 from dagster_project.resources import RosieHomeResource
-from dagster_project.schedules import data_refresh
+from dagster_project.jobs import INGEST_JOBS
+from dagster_project.schedules import DATA_REFRESH_SCHEDULES
 from dagster_project.sensors import landing_sensor
 
 
@@ -14,8 +15,9 @@ def build_definitions(home: str = "") -> dg.Definitions:
     """All of Rosie's assets, checks, sensors and schedules, rooted at ``home`` (default ``$ROSIE_HOME``)."""
     return dg.Definitions(
         assets=[*INGEST_ASSETS],
+        jobs=list(INGEST_JOBS.values()),
         sensors=[landing_sensor],
-        schedules=[data_refresh],
+        schedules=DATA_REFRESH_SCHEDULES,
         resources={"rosie": RosieHomeResource(path=home)},
     )
 

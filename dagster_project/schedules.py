@@ -1,33 +1,38 @@
-"""The daily data refresh: re-ingests every landed input whose output is missing or out of date.
+"""The nightly data refresh: re-ingests every landed input whose output is missing or out of date.
 
-The sensor reacts to new files within seconds; this schedule is the nightly reconciliation that also
-retries inputs whose last run failed and picks up anything the sensor missed while it was off.
+The sensor reacts to new files within seconds; these schedules (one per source, as each source has its
+own partitions) are the nightly reconciliation that also retries inputs whose last run failed and picks
+up anything the sensor missed while it was off.
 """
-
 
 import dagster as dg
 
-from dagster_project.assets.ingest import INGEST_ASSETS
+from dagster_project.jobs import INGEST_JOBS
 from dagster_project.partitions import INGEST_PARTITIONS, register_landed_partitions
 from dagster_project.resources import RosieHomeResource
 from rosie_pipeline.ingest.runner import is_current
 
+REFRESH_CRON = "0 3 * * *"
 
-@dg.schedule(
-    name="data_refresh",
-    cron_schedule="0 3 * * *",
-    target=dg.AssetSelection.assets(*INGEST_ASSETS),
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Nightly: ingest every landed file that has no current output.",
-)
-def data_refresh(context: dg.ScheduleEvaluationContext, rosie: RosieHomeResource) -> list[dg.RunRequest]:
-    home = rosie.home
-    landed = register_landed_partitions(context.instance, home)
-    requests = []
-    for source, inputs in landed.items():
-        asset_name = INGEST_PARTITIONS[source][1]
-        for item in inputs:
-            if not is_current(home.asset_dir(asset_name) / item.folder_name, item.paths):
-                requests.append(dg.RunRequest(partition_key=item.key, asset_selection=[dg.AssetKey(asset_name)]))
-    context.log.info(f"{len(requests)} landed inputs to (re)ingest")
-    return requests
+
+def _refresh_schedule(source: str) -> dg.ScheduleDefinition:
+    asset_name = INGEST_PARTITIONS[source][1]
+
+    @dg.schedule(
+        name=f"data_refresh_{source}",
+        cron_schedule=REFRESH_CRON,
+        job=INGEST_JOBS[source],
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Nightly: ingest every landed {source} input that has no current {asset_name} output.",
+    )
+    def refresh(context: dg.ScheduleEvaluationContext, rosie: RosieHomeResource) -> list[dg.RunRequest]:
+        home = rosie.home
+        inputs = register_landed_partitions(context.instance, home)[source]
+        stale = [i for i in inputs if not is_current(home.asset_dir(asset_name) / i.folder_name, i.paths)]
+        context.log.info(f"{len(stale)} of {len(inputs)} landed {source} inputs to (re)ingest")
+        return [dg.RunRequest(partition_key=i.key) for i in stale]
+
+    return refresh
+
+
+DATA_REFRESH_SCHEDULES = [_refresh_schedule(source) for source in INGEST_PARTITIONS]

@@ -1,9 +1,8 @@
 """The landing sensor: a new or replaced file in ``landing/`` becomes a partition and a run."""
 
-
 import dagster as dg
 
-from dagster_project.assets.ingest import INGEST_ASSETS
+from dagster_project.jobs import INGEST_JOBS
 from dagster_project.partitions import INGEST_PARTITIONS
 from dagster_project.resources import RosieHomeResource
 from rosie_pipeline.ingest.landing import scan_landing
@@ -11,7 +10,7 @@ from rosie_pipeline.ingest.landing import scan_landing
 
 @dg.sensor(
     name="landing_sensor",
-    target=dg.AssetSelection.assets(*INGEST_ASSETS),
+    jobs=list(INGEST_JOBS.values()),
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches ROSIE_HOME/landing: adds a partition per new file (per month for Reddit) and "
@@ -30,8 +29,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, rosie: RosieHomeResource
         run_requests += [
             dg.RunRequest(
                 run_key=f"{asset_name}:{i.key}:{i.version()}",
+                job_name=INGEST_JOBS[source].name,
                 partition_key=i.key,
-                asset_selection=[dg.AssetKey(asset_name)],
             )
             for i in landed
         ]

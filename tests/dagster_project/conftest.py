@@ -1,0 +1,40 @@
+import shutil
+
+import dagster as dg
+import pytest
+
+from dagster_project.headless import prepare_instance
+from rosie_pipeline.paths import RosieHome
+from tests.fixtures import comment, gutenberg_book, pywb_sample_warcs, submission, zstd_ndjson
+
+
+def land_sample(home: RosieHome) -> None:
+    """One real WARC (pywb's iana.org capture), a Gutenberg-format book and a Reddit month."""
+    home.create_layout()
+    shutil.copy(pywb_sample_warcs() / "iana.warc.gz", home.landing_dir("common_crawl") / "iana.warc.gz")
+    (home.landing_dir("books") / "pg-rosie.txt").write_text(
+        gutenberg_book("Rosie Abroad", "J. Doe", [["Rosie packed her smallest suitcase and set off at dawn."]])
+    )
+    reddit = home.landing_dir("reddit")
+    (reddit / "RS_2023-11.zst").write_bytes(zstd_ndjson([submission("s1", "Best cat toy?")], window_log=31))
+    (reddit / "RC_2023-11.zst").write_bytes(zstd_ndjson([
+        comment("c1", "s1", "t3_s1", "A box.", "alice"),
+        comment("c2", "s1", "t1_c1", "Always a box.", "bob"),
+    ], window_log=31))
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> RosieHome:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("ROSIE_HOME", raising=False)
+    home = RosieHome.from_env(tmp_path / "rosie")
+    land_sample(home)
+    return home
+
+
+@pytest.fixture
+def instance(home, monkeypatch) -> dg.DagsterInstance:
+    """A real, persistent Dagster instance under the temporary home's dagster/ folder."""
+    monkeypatch.setenv("DAGSTER_HOME", str(home.dagster))  # undone after the test by monkeypatch
+    with prepare_instance(home) as instance:
+        yield instance

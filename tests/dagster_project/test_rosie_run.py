@@ -1,0 +1,38 @@
+"""``rosie run`` as a user runs it: a subprocess over a landing folder, in a temporary home."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+ROSIE = str(Path(sys.executable).with_name("rosie"))
+
+
+def _rosie(home, *args):
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "ROSIE_HOME")}
+    return subprocess.run([ROSIE, "--home", str(home.root), *args], env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_rosie_run_ingest_group(home):
+    done = _rosie(home, "run", "group:ingest")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 runs succeeded" in done.stdout
+    for asset, partition in [("cc_documents", "iana.warc.gz"), ("book_documents", "pg-rosie.txt"),
+                             ("reddit_threads", "2023-11")]:
+        frame = pl.read_parquet(home.lake / asset / partition / "documents.parquet")
+        assert frame.height > 0 and frame["id"].n_unique() == frame.height
+    # the runs live in the home's own Dagster instance, where the web UI shows them
+    with dg.DagsterInstance.from_config(str(home.dagster)) as instance:
+        assert len(instance.get_runs()) == 3
+        assert set(instance.get_dynamic_partitions("cc_files")) == {"iana.warc.gz"}
+    again = _rosie(home, "run", "group:ingest")
+    assert again.returncode == 0 and "unchanged since the last run" in again.stderr
+
+
+def test_rosie_run_rejects_an_unknown_selection(home):
+    done = _rosie(home, "run", "key:no_such_asset")
+    assert done.returncode == 2 and "matches no asset" in done.stderr
