@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ROSIE_HOME ?= $(CURDIR)/.rosie
 export ROSIE_HOME
 
-.PHONY: setup test ui dagster-ui run clean
+.PHONY: setup demo test ui run clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/rosie demo
 
 test: setup
 	$(BIN)/python -m pytest -q

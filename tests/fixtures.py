@@ -1,6 +1,6 @@
 """Fixture builders: tests write their inputs in the real formats (WARC, Gutenberg text, Pushshift zstd).
 
-Real third-party data is fetched at test time from PyPI (pywb's sample WARCs), never committed.
+Real third-party data is fetched at test time from PyPI (``rosie_pipeline.samples``), never committed.
 """
 
 from __future__ import annotations
@@ -8,37 +8,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
-import subprocess
-import sys
 import uuid
-import zipfile
-from pathlib import Path
 from typing import Any
 
 import zstandard
-
-PYWB_WHEEL = "pywb==2.10.0"
-CACHE = Path(os.environ.get("ROSIE_TEST_CACHE", Path.home() / ".cache" / "rosie-tests"))
-
-
-def pywb_sample_warcs() -> Path:
-    """pywb's sample archive (real WARC captures, some deliberately broken), from its PyPI wheel."""
-    target = CACHE / "pywb-sample-warcs"
-    if not (target / "iana.warc.gz").exists():
-        wheel_dir = CACHE / "wheels"
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", PYWB_WHEEL, "-d", str(wheel_dir)],
-            check=True,
-        )
-        wheel = next(wheel_dir.glob("pywb-2.10.0-*.whl"))
-        target.mkdir(parents=True, exist_ok=True)
-        prefix = "pywb-2.10.0.data/data/sample_archive/warcs/"
-        with zipfile.ZipFile(wheel) as archive:
-            for name in archive.namelist():
-                if name.startswith(prefix) and not name.endswith("/"):
-                    (target / name[len(prefix) :]).write_bytes(archive.read(name))
-    return target
 
 
 def warc_record(warc_type: str, uri: str, block: bytes, extra: dict[str, str] | None = None,

@@ -8,6 +8,8 @@ share, the schema and emptiness of every partition it writes.
 
 import dataclasses
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
@@ -180,56 +182,70 @@ def _checks(result: IngestResult, max_bad_share: float) -> list[dg.AssetCheckRes
     ]
 
 
-@dg.asset(
-    group_name="ingest",
-    partitions_def=cc_files,
-    check_specs=_check_specs("cc_documents"),
-    kinds={"parquet"},
-    description="Main text of Common Crawl WARC responses (HTML) and WET conversions, one partition per file.",
-)
-def cc_documents(
-    context: dg.AssetExecutionContext, config: CommonCrawlConfig, rosie: RosieHomeResource
-) -> dg.MaterializeResult:
-    landed = _landed(context, rosie, "common_crawl")
-    reader = CommonCrawlReader(_options(config, CommonCrawlOptions))
-    return _ingest(context, rosie, config, landed, lambda: reader.read(landed.paths[0]), reader.options,
-                   {"documents": DOCUMENT_SCHEMA})
+@dataclass(frozen=True)
+class IngestSource:
+    """What differs between the ingest assets: their partitions, config, reader and output tables."""
+
+    asset_name: str
+    source: str
+    partitions: dg.DynamicPartitionsDefinition
+    config_type: type[IngestConfig]
+    options_type: type[Any]
+    read: Callable[[Any, LandedInput, Path], Iterable[Row | Rejected]]
+    description: str
+    schemas: dict[str, pa.Schema] = field(default_factory=lambda: {"documents": DOCUMENT_SCHEMA})
 
 
-@dg.asset(
-    group_name="ingest",
-    partitions_def=book_files,
-    check_specs=_check_specs("book_documents"),
-    kinds={"parquet"},
-    description="Project Gutenberg books without licence boilerplate, paragraphs unwrapped; one partition per file.",
-)
-def book_documents(
-    context: dg.AssetExecutionContext, config: BooksConfig, rosie: RosieHomeResource
-) -> dg.MaterializeResult:
-    landed = _landed(context, rosie, "books")
-    reader = GutenbergReader(_options(config, BookOptions))
-    return _ingest(context, rosie, config, landed, lambda: reader.read(landed.paths[0]), reader.options,
-                   {"documents": DOCUMENT_SCHEMA})
-
-
-@dg.asset(
-    group_name="ingest",
-    partitions_def=reddit_months,
-    check_specs=_check_specs("reddit_threads"),
-    kinds={"parquet"},
-    description="Reddit threads rebuilt from a month's Pushshift RS_/RC_ dumps, plus anonymised comment chains "
-    "(dialogue_candidates.parquet) for the personality phase.",
-)
-def reddit_threads(
-    context: dg.AssetExecutionContext, config: RedditConfig, rosie: RosieHomeResource
-) -> dg.MaterializeResult:
-    landed = _landed(context, rosie, "reddit")
-    reader = PushshiftReader(_options(config, RedditOptions))
-    workdir = rosie.home.asset_dir("reddit_threads") / landed.folder_name / ".work"
-    return _ingest(
-        context, rosie, config, landed, lambda: reader.read_month(landed.paths, workdir), reader.options,
-        {"documents": DOCUMENT_SCHEMA, "dialogue_candidates": DIALOGUE_SCHEMA},
+def _ingest_asset(spec: IngestSource) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=spec.asset_name,
+        group_name="ingest",
+        partitions_def=spec.partitions,
+        check_specs=_check_specs(spec.asset_name),
+        kinds={"parquet"},
+        description=spec.description,
     )
+    def ingest_asset(
+        context: dg.AssetExecutionContext, config: spec.config_type, rosie: RosieHomeResource  # type: ignore[valid-type]
+    ) -> dg.MaterializeResult:
+        landed = _landed(context, rosie, spec.source)
+        options = _options(config, spec.options_type)
+        workdir = rosie.home.asset_dir(spec.asset_name) / landed.folder_name / ".work"
+        return _ingest(context, rosie, config, landed, lambda: spec.read(options, landed, workdir), options,
+                       spec.schemas)
+
+    return ingest_asset
 
 
-INGEST_ASSETS = [cc_documents, book_documents, reddit_threads]
+INGEST_SOURCES = [
+    IngestSource(
+        asset_name="cc_documents",
+        source="common_crawl",
+        partitions=cc_files,
+        config_type=CommonCrawlConfig,
+        options_type=CommonCrawlOptions,
+        read=lambda options, landed, _: CommonCrawlReader(options).read(landed.paths[0]),
+        description="Main text of Common Crawl WARC responses (HTML) and WET conversions, one partition per file.",
+    ),
+    IngestSource(
+        asset_name="book_documents",
+        source="books",
+        partitions=book_files,
+        config_type=BooksConfig,
+        options_type=BookOptions,
+        read=lambda options, landed, _: GutenbergReader(options).read(landed.paths[0]),
+        description="Project Gutenberg books without licence boilerplate, paragraphs unwrapped; one partition per file.",
+    ),
+    IngestSource(
+        asset_name="reddit_threads",
+        source="reddit",
+        partitions=reddit_months,
+        config_type=RedditConfig,
+        options_type=RedditOptions,
+        read=lambda options, landed, workdir: PushshiftReader(options).read_month(landed.paths, workdir),
+        description="Reddit threads rebuilt from a month's Pushshift RS_/RC_ dumps, plus anonymised comment chains "
+        "(dialogue_candidates.parquet) for the personality phase.",
+        schemas={"documents": DOCUMENT_SCHEMA, "dialogue_candidates": DIALOGUE_SCHEMA},
+    ),
+]
+INGEST_ASSETS = [_ingest_asset(spec) for spec in INGEST_SOURCES]

@@ -5,7 +5,8 @@ import pytest
 
 from dagster_project.headless import prepare_instance
 from rosie_pipeline.paths import RosieHome
-from tests.fixtures import comment, gutenberg_book, pywb_sample_warcs, submission, zstd_ndjson
+from rosie_pipeline.samples import pywb_sample_warcs
+from tests.fixtures import comment, gutenberg_book, submission, zstd_ndjson
 
 
 def land_sample(home: RosieHome) -> None:

@@ -8,7 +8,8 @@ from rosie_pipeline.documents import DOCUMENT_SCHEMA
 from rosie_pipeline.ingest.common_crawl import CommonCrawlOptions, CommonCrawlReader
 from rosie_pipeline.ingest.records import Rejected, Row
 from rosie_pipeline.ingest.runner import run_ingest
-from tests.fixtures import gzip_members, html_page, http_response, pywb_sample_warcs, warc_record
+from rosie_pipeline.samples import pywb_sample_warcs
+from tests.fixtures import gzip_members, html_page, http_response, warc_record
 
 PARAGRAPHS = [
     "Rosie likes long walks through the archive and reads every page she finds along the way.",
@@ -137,3 +138,9 @@ def test_run_ingest_writes_parquet_and_quarantine(tmp_path, pywb_warcs):
     entries = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]
     assert len(entries) == result.stats.bad_total == 2
     assert all(e["file"] == "example-extra.warc" and e["reason"] == "warc_bad_record_length" for e in entries)
+
+
+def test_empty_files(tmp_path):
+    for name in ("empty.warc.gz", "empty.warc"):
+        (tmp_path / name).write_bytes(b"")
+        assert _read(tmp_path / name) == ([], [])
