@@ -10,7 +10,7 @@ import dagster as dg
 from dagster_project.jobs import INGEST_JOBS
 from dagster_project.partitions import INGEST_PARTITIONS, register_landed_partitions
 from dagster_project.resources import RosieHomeResource
-from rosie_pipeline.ingest.runner import is_current
+from rosie_pipeline.step import is_current
 
 REFRESH_CRON = "0 3 * * *"
 

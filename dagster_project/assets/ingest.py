@@ -1,7 +1,7 @@
 """Ingest group: one partition per landed file (per month for Reddit), documents in Parquet.
 
 Each asset resolves its landed input, runs the matching rosie_pipeline reader through
-``run_ingest``, and reports what a person wants to read in the UI; its checks guard the bad-record
+``run_step``, and reports what a person wants to read in the UI; its checks guard the bad-record
 share, the schema and emptiness of every partition it writes.
 """
 
@@ -24,7 +24,7 @@ from rosie_pipeline.ingest.common_crawl import CommonCrawlOptions, CommonCrawlRe
 from rosie_pipeline.ingest.landing import LandedInput, find_input
 from rosie_pipeline.ingest.records import Rejected, Row
 from rosie_pipeline.ingest.reddit import DIALOGUE_SCHEMA, PushshiftReader, RedditOptions
-from rosie_pipeline.ingest.runner import IngestResult, run_ingest
+from rosie_pipeline.step import StepResult, run_step
 from rosie_pipeline.stats import StepStats
 
 
@@ -98,13 +98,13 @@ def _ingest(
     asset_name = context.asset_key.to_user_string()
     home = rosie.home
     context.log.info(f"ingesting {', '.join(p.name for p in landed.paths)} ({landed.source})")
-    result = run_ingest(
+    result = run_step(
         read,
         inputs=list(landed.paths),
         out_dir=home.asset_dir(asset_name) / landed.folder_name,
         schemas=schemas,
         quarantine_path=home.quarantine / asset_name / f"{landed.folder_name}.jsonl",
-        options=options,
+        options=dataclasses.asdict(options),
         force=config.force,
         progress=lambda s: context.log.info(f"{s.records_in:,} records read, {s.records_out:,} documents"),
     )
@@ -124,7 +124,7 @@ def _ingest(
     )
 
 
-def _metadata(result: IngestResult, landed: LandedInput) -> dict[str, Any]:
+def _metadata(result: StepResult, landed: LandedInput) -> dict[str, Any]:
     stats = result.stats
     metadata: dict[str, Any] = {
         "dagster/row_count": stats.records_out,
@@ -161,7 +161,7 @@ def _md_cell(value: str) -> str:
     return value.replace("|", "\\|").replace("\n", " ").strip()
 
 
-def _checks(result: IngestResult, max_bad_share: float) -> list[dg.AssetCheckResult]:
+def _checks(result: StepResult, max_bad_share: float) -> list[dg.AssetCheckResult]:
     stats: StepStats = result.stats
     documents = result.tables["documents"]
     mismatched = schema_mismatches(pq.read_schema(documents), DOCUMENT_SCHEMA)

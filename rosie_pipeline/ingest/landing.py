@@ -15,7 +15,7 @@ from pathlib import Path
 from rosie_pipeline.ingest.books import is_book_file
 from rosie_pipeline.ingest.common_crawl import is_cc_file
 from rosie_pipeline.ingest.reddit import dump_month
-from rosie_pipeline.ingest.runner import fingerprint
+from rosie_pipeline.step import fingerprint
 from rosie_pipeline.paths import RosieHome
 
 INGEST_SOURCES = ("common_crawl", "books", "reddit")

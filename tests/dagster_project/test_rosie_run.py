@@ -17,7 +17,7 @@ def _rosie(home, *args):
                           timeout=600)
 
 
-def test_rosie_run_ingest_group(home):
+def test_rosie_run_step_group(home):
     done = _rosie(home, "run", "group:ingest")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 runs succeeded" in done.stdout

@@ -1,3 +1,4 @@
+import dataclasses
 import gzip
 import json
 
@@ -7,7 +8,7 @@ import pytest
 from rosie_pipeline.documents import DOCUMENT_SCHEMA
 from rosie_pipeline.ingest.common_crawl import CommonCrawlOptions, CommonCrawlReader
 from rosie_pipeline.ingest.records import Rejected, Row
-from rosie_pipeline.ingest.runner import run_ingest
+from rosie_pipeline.step import run_step
 from rosie_pipeline.samples import pywb_sample_warcs
 from tests.fixtures import gzip_members, html_page, http_response, warc_record
 
@@ -127,12 +128,12 @@ def test_trafilatura_extractor(tmp_path):
     assert PARAGRAPHS[1] in rows[0]["text"] and rows[0]["title"] == "T"
 
 
-def test_run_ingest_writes_parquet_and_quarantine(tmp_path, pywb_warcs):
+def test_run_step_writes_parquet_and_quarantine(tmp_path, pywb_warcs):
     reader = CommonCrawlReader()
     path = pywb_warcs / "example-extra.warc"
-    result = run_ingest(lambda: reader.read(path), inputs=[path], out_dir=tmp_path / "out",
+    result = run_step(lambda: reader.read(path), inputs=[path], out_dir=tmp_path / "out",
                         schemas={"documents": DOCUMENT_SCHEMA}, quarantine_path=tmp_path / "q.jsonl",
-                        options=reader.options)
+                        options=dataclasses.asdict(reader.options))
     frame = pl.read_parquet(result.tables["documents"])
     assert frame.columns == DOCUMENT_SCHEMA.names and frame.height == result.stats.records_out == 1
     entries = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import zstandard
 
@@ -5,7 +6,7 @@ import polars as pl
 
 from rosie_pipeline.documents import DOCUMENT_SCHEMA
 from rosie_pipeline.ingest.reddit import DIALOGUE_SCHEMA, PushshiftReader, RedditOptions, dump_month
-from rosie_pipeline.ingest.runner import run_ingest
+from rosie_pipeline.step import run_step
 from tests.fixtures import comment, submission, zstd_ndjson
 
 SUBMISSIONS = [
@@ -35,9 +36,9 @@ def _land(tmp_path, comments_extra=b""):
 
 def _ingest(tmp_path, dumps, **options):
     reader = PushshiftReader(RedditOptions(subreddit_blocklist=("BadPlace",), **options))
-    return run_ingest(lambda: reader.read_month(dumps, tmp_path / "work"), inputs=dumps, out_dir=tmp_path / "out",
+    return run_step(lambda: reader.read_month(dumps, tmp_path / "work"), inputs=dumps, out_dir=tmp_path / "out",
                       schemas={"documents": DOCUMENT_SCHEMA, "dialogue_candidates": DIALOGUE_SCHEMA},
-                      quarantine_path=tmp_path / "q.jsonl", options=reader.options)
+                      quarantine_path=tmp_path / "q.jsonl", options=dataclasses.asdict(reader.options))
 
 
 def test_threads_rebuilt_and_filtered(tmp_path):

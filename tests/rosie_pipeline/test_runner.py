@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import pytest
@@ -5,7 +6,7 @@ import pytest
 from rosie_pipeline.documents import DOCUMENT_SCHEMA, make_document
 from rosie_pipeline.ingest.books import BookOptions
 from rosie_pipeline.ingest.records import Row, bad
-from rosie_pipeline.ingest.runner import is_current, run_ingest
+from rosie_pipeline.step import is_current, run_step
 
 
 def _rows(n, fail_at=None):
@@ -20,8 +21,8 @@ def _run(tmp_path, read, force=False):
     source = tmp_path / "input.txt"
     if not source.exists():
         source.write_text("input")
-    return run_ingest(read, inputs=[source], out_dir=tmp_path / "out", schemas={"documents": DOCUMENT_SCHEMA},
-                      quarantine_path=tmp_path / "q" / "input.jsonl", options=BookOptions(), force=force)
+    return run_step(read, inputs=[source], out_dir=tmp_path / "out", schemas={"documents": DOCUMENT_SCHEMA},
+                      quarantine_path=tmp_path / "q" / "input.jsonl", options=dataclasses.asdict(BookOptions()), force=force)
 
 
 def test_second_run_is_a_no_op_until_the_input_changes(tmp_path):

