@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import TracebackType
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -63,3 +64,9 @@ class ParquetSink:
             os.replace(self._tmp, self.path)
         else:
             self._tmp.unlink(missing_ok=True)
+
+
+def iter_rows(path: Path, columns: list[str] | None = None, batch_rows: int = 1_000) -> Iterator[dict[str, Any]]:
+    """Rows of a Parquet file as dicts, a batch at a time (never the whole file in memory)."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+        yield from batch.to_pylist()

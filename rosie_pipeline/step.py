@@ -136,3 +136,13 @@ def _preview(doc: dict[str, Any]) -> dict[str, Any]:
         "chars": len(text),
         "text": text[:300] + ("…" if len(text) > 300 else ""),
     }
+
+
+def committed_outputs(asset_dir: Path, table: str = "documents") -> dict[str, Path]:
+    """Every partition folder under ``asset_dir`` whose manifest says it is complete: key -> table path."""
+    found = {}
+    for manifest in sorted(asset_dir.glob("*/manifest.json")):
+        path = manifest.parent / f"{table}.parquet"
+        if path.exists():
+            found[manifest.parent.name] = path
+    return found

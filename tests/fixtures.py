@@ -100,3 +100,47 @@ def submission(sid: str, title: str, **fields: Any) -> dict[str, Any]:
 def comment(cid: str, link: str, parent: str, body: str, author: str, **fields: Any) -> dict[str, Any]:
     return {"id": cid, "link_id": f"t3_{link}", "parent_id": parent, "body": body, "author": author,
             "score": 5, "created_utc": 1_700_000_100, "subreddit": "cats", **fields}
+
+
+#: Plain English prose written for the tests (distinct sentences, enough for the Gopher and C4 rules).
+PROSE = [
+    "Rosie woke up early on a rainy Tuesday and decided that the day would be a good one anyway.",
+    "She made a cup of tea, opened the window a little, and listened to the rain on the roof.",
+    "The cat from the house next door came to visit and sat on the warm windowsill.",
+    "After breakfast she wrote a short letter to her friend, who lived by the sea.",
+    "In the afternoon the clouds cleared and the streets were bright with puddles.",
+    "By the evening she had finished her book and planned a small adventure for the weekend.",
+    "Her neighbour grows tomatoes in old paint tins and talks to them every morning.",
+    "The bakery on the corner sells a loaf that is still warm at seven o'clock.",
+    "On Thursdays the market fills the square with flowers, cheese and second-hand records.",
+    "A boy with a red kite ran across the field while his grandmother shouted advice.",
+    "The library closes early in winter, so Rosie borrows three books at a time.",
+    "Somebody left a piano in the station, and travellers stop to play a tune on it.",
+    "The river is slow in August and the ducks have learned to beg for bread.",
+    "An old map of the town hangs in the post office with the streets spelled wrong.",
+    "When the power went out last spring, the whole street had dinner by candlelight.",
+    "The bus driver knows every passenger by name and waits for the ones who run.",
+    "Rosie keeps a notebook of the birds she sees, with a drawing beside each one.",
+    "The school choir practises on Fridays, and the windows shake on the high notes.",
+    "A new café opened last month and serves soup in bowls made from bread.",
+    "Every year the town argues about whether the clock tower should be painted blue.",
+    "The hill behind the church is the best place to watch the fireworks in November.",
+    "Her grandfather taught her to fold paper boats that really float on the pond.",
+    "The night train passes at midnight, and its whistle sounds like a tired owl.",
+    "On quiet Sundays she walks to the lighthouse and counts the ships on the horizon.",
+]
+
+
+def prose_document(paragraphs: int = 6, start: int = 0) -> str:
+    """A natural-looking English document, three distinct sentences per paragraph (at most 8)."""
+    sentences = PROSE[start:] + PROSE[:start]
+    return "\n".join(" ".join(sentences[3 * i : 3 * i + 3]) for i in range(paragraphs))
+
+
+def random_document(seed: int, words: int = 200) -> str:
+    """Words of PROSE in a seeded random order: documents that share vocabulary but not shingles."""
+    import random
+
+    vocabulary = sorted({w for sentence in PROSE for w in sentence.split()})
+    rng = random.Random(seed)
+    return " ".join(rng.choice(vocabulary) for _ in range(words))

@@ -16,6 +16,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dagster_project.config import dataclass_from_config, md_table
 from dagster_project.partitions import book_files, cc_files, reddit_months
 from dagster_project.resources import RosieHomeResource
 from rosie_pipeline.documents import DOCUMENT_SCHEMA, schema_mismatches
@@ -57,16 +58,6 @@ class RedditConfig(IngestConfig):
     min_chain_turns: int = 2
     max_chain_turns: int = 12
     max_chains_per_thread: int = 20
-
-
-def _options(config: IngestConfig, options_type: type[Any]) -> Any:
-    """The reader's options dataclass from the run config fields of the same names."""
-    values = {}
-    for field in dataclasses.fields(options_type):
-        if hasattr(config, field.name):
-            value = getattr(config, field.name)
-            values[field.name] = tuple(value) if isinstance(value, list) else value
-    return options_type(**values)
 
 
 def _check_specs(asset_name: str) -> list[dg.AssetCheckSpec]:
@@ -148,17 +139,8 @@ def _metadata(result: StepResult, landed: LandedInput) -> dict[str, Any]:
 
 
 def _sample_markdown(sample: list[dict[str, Any]]) -> str:
-    if not sample:
-        return "_no documents_"
-    lines = ["| title | url | chars | text |", "| --- | --- | ---: | --- |"]
-    for doc in sample:
-        cells = [doc.get("title") or "", doc.get("url") or "", str(doc["chars"]), doc["text"][:200]]
-        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
-    return "\n".join(lines)
-
-
-def _md_cell(value: str) -> str:
-    return value.replace("|", "\\|").replace("\n", " ").strip()
+    rows = [[d.get("title"), d.get("url"), d["chars"], d["text"][:200]] for d in sample]
+    return md_table(["title", "url", "chars", "text"], rows)
 
 
 def _checks(result: StepResult, max_bad_share: float) -> list[dg.AssetCheckResult]:
@@ -209,7 +191,7 @@ def _ingest_asset(spec: IngestSource) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: spec.config_type, rosie: RosieHomeResource  # type: ignore[valid-type]
     ) -> dg.MaterializeResult:
         landed = _landed(context, rosie, spec.source)
-        options = _options(config, spec.options_type)
+        options = dataclass_from_config(config, spec.options_type)
         workdir = rosie.home.asset_dir(spec.asset_name) / landed.folder_name / ".work"
         return _ingest(context, rosie, config, landed, lambda: spec.read(options, landed, workdir), options,
                        spec.schemas)

@@ -31,7 +31,7 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from rosie_pipeline.atomic import read_json, write_json_atomic
 from rosie_pipeline.documents import DOCUMENT_SCHEMA
-from rosie_pipeline.parquet import ParquetSink
+from rosie_pipeline.parquet import ParquetSink, iter_rows
 from rosie_pipeline.step import fingerprint
 
 _WORD = re.compile(r"\w+")
@@ -190,7 +190,7 @@ class DedupIndex:
         if self._run_lsh is not self._lsh:
             candidates |= set(self._run_lsh.query(signature))
         if candidates:
-            return Verdict("near", min(self.cluster_of[c] for c in candidates))
+            return Verdict("near", min(candidates))  # only cluster representatives are ever indexed
         self.exact[exact] = doc_id
         self.cluster_of[doc_id] = doc_id
         self._run_lsh.insert(doc_id, signature, check_duplication=False)
@@ -259,18 +259,17 @@ def run_dedup(
             continue
         result = PartitionDedup(key)
         with ParquetSink(outputs[0], DEDUP_SCHEMA) as kept, ParquetSink(outputs[1], DUPLICATES_SCHEMA) as dups:
-            for batch in pq.ParquetFile(inputs[key]).iter_batches(batch_size=1_000):
-                for row in batch.to_pylist():
-                    result.documents_in += 1
-                    verdict = index.check(row["id"], row["text"])
-                    if verdict.kind in ("unique", "same_doc"):
-                        result.kept += 1
-                        kept.write({**{k: row.get(k) for k in DOCUMENT_SCHEMA.names}, "cluster_id": verdict.cluster_id})
-                        continue
-                    setattr(result, verdict.kind, getattr(result, verdict.kind) + 1)
-                    dups.write({"id": row["id"], "source": row["source"], "url": row.get("url"),
-                                "title": row.get("title"), "cluster_id": verdict.cluster_id, "kind": verdict.kind,
-                                "text": row["text"][:AUDIT_TEXT_CHARS]})
+            for row in iter_rows(inputs[key]):
+                result.documents_in += 1
+                verdict = index.check(row["id"], row["text"])
+                if verdict.kind in ("unique", "same_doc"):
+                    result.kept += 1
+                    kept.write({**{k: row.get(k) for k in DOCUMENT_SCHEMA.names}, "cluster_id": verdict.cluster_id})
+                    continue
+                setattr(result, verdict.kind, getattr(result, verdict.kind) + 1)
+                dups.write({"id": row["id"], "source": row["source"], "url": row.get("url"),
+                            "title": row.get("title"), "cluster_id": verdict.cluster_id, "kind": verdict.kind,
+                            "text": row["text"][:AUDIT_TEXT_CHARS]})
         done[key] = {"input": fingerprint_now,
                      "stats": {"documents_in": result.documents_in, "kept": result.kept,
                                "exact": result.exact, "near": result.near}}

@@ -33,7 +33,7 @@ from rosie_pipeline.documents import DOCUMENT_SCHEMA
 from rosie_pipeline.ingest.records import Rejected, Row, bad, skipped
 
 #: Filter names in the order they run (cheap and decisive first, rewriting ones late).
-FILTER_ORDER = ("language", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality", "safety", "pii")
+FILTER_ORDER = ("language", "gopher_quality", "gopher_repetition", "c4_quality", "fineweb_quality", "safety", "pii")
 DROPPED_SCHEMA = DOCUMENT_SCHEMA.append(pa.field("dropped_by", pa.string()))
 #: A document with more replacement characters than this share was decoded with the wrong charset.
 MAX_REPLACEMENT_SHARE = 0.01

@@ -6,7 +6,7 @@ import pytest
 from dagster_project.headless import prepare_instance
 from rosie_pipeline.paths import RosieHome
 from rosie_pipeline.samples import pywb_sample_warcs
-from tests.fixtures import comment, gutenberg_book, submission, zstd_ndjson
+from tests.fixtures import PROSE, comment, gutenberg_book, submission, zstd_ndjson
 
 
 def land_sample(home: RosieHome) -> None:
@@ -14,13 +14,13 @@ def land_sample(home: RosieHome) -> None:
     home.create_layout()
     shutil.copy(pywb_sample_warcs() / "iana.warc.gz", home.landing_dir("common_crawl") / "iana.warc.gz")
     (home.landing_dir("books") / "pg-rosie.txt").write_text(
-        gutenberg_book("Rosie Abroad", "J. Doe", [["Rosie packed her smallest suitcase and set off at dawn."]])
+        gutenberg_book("Rosie Abroad", "J. Doe", [PROSE[:12], PROSE[12:]])
     )
     reddit = home.landing_dir("reddit")
     (reddit / "RS_2023-11.zst").write_bytes(zstd_ndjson([submission("s1", "Best cat toy?")], window_log=31))
     (reddit / "RC_2023-11.zst").write_bytes(zstd_ndjson([
-        comment("c1", "s1", "t3_s1", "A box.", "alice"),
-        comment("c2", "s1", "t1_c1", "Always a box.", "bob"),
+        comment("c1", "s1", "t3_s1", " ".join(PROSE[:4]), "alice"),
+        comment("c2", "s1", "t1_c1", " ".join(PROSE[4:8]), "bob"),
     ], window_log=31))
 
 

@@ -1,0 +1,122 @@
+"""Tokenize group: rosie_tokenizer (byte-level BPE with Rosie's special tokens) -> pretrain_shards."""
+
+import dagster as dg
+
+from dagster_project.assets.curate import deduplicated_documents
+from dagster_project.config import dataclass_from_config, md_table
+from dagster_project.resources import RosieHomeResource
+from rosie_pipeline.chat_format import SPECIAL_TOKENS
+from rosie_pipeline.tokenize.build import build_pretrain_shards, build_tokenizer, deduplicated_files, iter_documents
+from rosie_pipeline.tokenize.shards import ShardOptions, verify_split
+from rosie_pipeline.tokenize.tokenizer import TokenizerOptions, load_tokenizer, special_token_ids, tokenizer_sha256
+
+
+class TokenizerConfig(dg.Config):
+    vocab_size: int = 32_000
+    min_frequency: int = 2
+    model_max_length: int = 2048
+    sample_chars: int = 200_000_000
+    """Characters of deduplicated documents and dialogues to train on (a deterministic sample)."""
+    retrain: bool = False
+    """Train again even though a tokenizer with these options exists (changes every token id)."""
+
+
+@dg.asset(
+    group_name="tokenize",
+    deps=[deduplicated_documents, "reddit_threads"],
+    kinds={"huggingface"},
+    check_specs=[dg.AssetCheckSpec("round_trip", asset="rosie_tokenizer",
+                                   description="decode(encode(x)) == x on curated text; special tokens are single ids.")],
+    description="Byte-level BPE tokenizer trained on a sample of the curated documents and dialogues; "
+    "tokenizer.json + tokenizer_config.json under ROSIE_HOME/tokenizer.",
+)
+def rosie_tokenizer(
+    context: dg.AssetExecutionContext, config: TokenizerConfig, rosie: RosieHomeResource
+) -> dg.MaterializeResult:
+    home = rosie.home
+    options = dataclass_from_config(config, TokenizerOptions)
+    build = build_tokenizer(home, options, config.sample_chars, config.retrain)
+    context.log.info(("trained" if build.trained else "kept the existing") +
+                     f" tokenizer: {build.vocab_size:,} tokens, sha256 {build.sha256[:12]}")
+    tokenizer = load_tokenizer(home.tokenizer)
+    texts = [text for _, text in zip(range(50), iter_documents(deduplicated_files(home)))]
+    texts = [t for _, t in texts] + ["Hi Rosie! 😀 naïve café — 東京 <|user|> ok"]
+    failures = [t[:80] for t in texts if tokenizer.decode(tokenizer.encode(t).ids, skip_special_tokens=False) != t]
+    chars = sum(len(t) for t in texts)
+    tokens = sum(len(e.ids) for e in tokenizer.encode_batch(texts))
+    special_ok = all(len(tokenizer.encode(t).ids) == 1 for t in SPECIAL_TOKENS)
+    special_token_ids(tokenizer)
+    return dg.MaterializeResult(
+        metadata={
+            "vocab_size": build.vocab_size,
+            "sha256": build.sha256,
+            "trained_now": build.trained,
+            "sample_chars": build.sample_chars,
+            "chars_per_token": round(chars / tokens, 3) if tokens else 0.0,
+            "special_tokens": len(SPECIAL_TOKENS),
+            "path": dg.MetadataValue.path(str(home.tokenizer)),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name="round_trip", passed=not failures and special_ok,
+            metadata={"texts": len(texts), "failures": "; ".join(failures) or "none", "special_tokens_single": special_ok},
+        )],
+    )
+
+
+class ShardConfig(dg.Config):
+    seq_len: int = 2048
+    val_permille: int = 10
+    """Documents whose id hashes below this (per mille) go to the validation split."""
+    target_shard_bytes: int = 128 * 1024 * 1024
+    force: bool = False
+
+
+@dg.asset(
+    group_name="tokenize",
+    deps=[rosie_tokenizer, deduplicated_documents],
+    kinds={"parquet"},
+    check_specs=[
+        dg.AssetCheckSpec("token_counts", asset="pretrain_shards", description="Both splits hold tokens."),
+        dg.AssetCheckSpec("integrity", asset="pretrain_shards",
+                          description="Every shard matches its sha256 and the current tokenizer."),
+    ],
+    description="Deduplicated documents tokenized and packed into rows of seq_len + 1 ids (EOS between documents), "
+    "train/val split by document hash, with a manifest per split.",
+)
+def pretrain_shards(context: dg.AssetExecutionContext, config: ShardConfig, rosie: RosieHomeResource) -> dg.MaterializeResult:
+    home = rosie.home
+    options = dataclass_from_config(config, ShardOptions)
+    manifests, rebuilt = build_pretrain_shards(home, options, config.force)
+    context.log.info(("built" if rebuilt else "kept unchanged") + " shards: " +
+                     ", ".join(f"{s} {m['tokens']:,} tokens in {len(m['shards'])} shards" for s, m in manifests.items()))
+    problems = []
+    for split in manifests:
+        try:
+            verify_split(home.asset_dir("pretrain_shards") / split, tokenizer_sha256(home.tokenizer))
+        except ValueError as exc:
+            problems.append(str(exc))
+    rows = [[s, m["documents"], m["rows"], m["tokens"], m["tokens_dropped"], len(m["shards"]), m["dtype"]]
+            for s, m in manifests.items()]
+    train, val = manifests["train"], manifests["val"]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": train["rows"] + val["rows"],
+            "train_tokens": train["tokens"],
+            "val_tokens": val["tokens"],
+            "seq_len": options.seq_len,
+            "splits": dg.MetadataValue.md(md_table(["split", "documents", "rows", "tokens", "dropped tail", "shards",
+                                                    "dtype"], rows)),
+            "tokenizer_sha256": train["tokenizer_sha256"],
+            "rebuilt": rebuilt,
+            "path": dg.MetadataValue.path(str(home.asset_dir("pretrain_shards"))),
+        },
+        check_results=[
+            dg.AssetCheckResult(check_name="token_counts", passed=train["tokens"] > 0 and val["tokens"] > 0,
+                                metadata={"train_tokens": train["tokens"], "val_tokens": val["tokens"]}),
+            dg.AssetCheckResult(check_name="integrity", passed=not problems,
+                                metadata={"problems": "; ".join(problems) or "none"}),
+        ],
+    )
+
+
+TOKENIZE_ASSETS = [rosie_tokenizer, pretrain_shards]

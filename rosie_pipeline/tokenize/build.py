@@ -1,0 +1,101 @@
+"""Building the tokenizer and the pretraining shards from the curated lake, only when needed.
+
+Retraining a tokenizer changes every token id downstream, so it happens only when there is none yet,
+when its options change, or when asked; shards are rebuilt when the documents, the tokenizer or the
+options changed since the last build (recorded in ``build.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rosie_pipeline.atomic import read_json, write_json_atomic
+from rosie_pipeline.parquet import iter_rows
+from rosie_pipeline.paths import RosieHome
+from rosie_pipeline.step import committed_outputs, fingerprint
+from rosie_pipeline.tokenize.shards import ShardOptions, write_shards
+from rosie_pipeline.tokenize.tokenizer import (
+    TokenizerOptions,
+    load_tokenizer,
+    sample_texts,
+    save_tokenizer,
+    tokenizer_sha256,
+    train_tokenizer,
+)
+
+TRAINING_RECORD = "training.json"
+
+
+def deduplicated_files(home: RosieHome) -> list[Path]:
+    """The committed deduplicated partitions, in a stable order."""
+    root = home.asset_dir("deduplicated_documents")
+    partitions = (read_json(root / "manifest.json") or {}).get("partitions", {})
+    return [root / key / "documents.parquet" for key in sorted(partitions) if (root / key / "documents.parquet").exists()]
+
+
+def dialogue_candidate_files(home: RosieHome) -> list[Path]:
+    return list(committed_outputs(home.asset_dir("reddit_threads"), "dialogue_candidates").values())
+
+
+def iter_documents(files: list[Path]) -> Iterator[tuple[str, str]]:
+    for path in files:
+        for row in iter_rows(path, columns=["id", "text"]):
+            yield row["id"], row["text"]
+
+
+def iter_dialogues(files: list[Path]) -> Iterator[tuple[str, str]]:
+    for path in files:
+        for row in iter_rows(path, columns=["id", "turns"]):
+            yield row["id"], "\n".join(turn["text"] for turn in row["turns"])
+
+
+@dataclass
+class TokenizerBuild:
+    sha256: str
+    vocab_size: int
+    trained: bool
+    sample_chars: int
+
+
+def build_tokenizer(home: RosieHome, options: TokenizerOptions, sample_chars: int, retrain: bool) -> TokenizerBuild:
+    folder = home.tokenizer
+    record = read_json(folder / TRAINING_RECORD)
+    wanted = {"options": dataclasses.asdict(options), "sample_chars": sample_chars}
+    if not retrain and record and {k: record.get(k) for k in wanted} == wanted and (folder / "tokenizer.json").exists():
+        tokenizer = load_tokenizer(folder)
+        return TokenizerBuild(tokenizer_sha256(folder), tokenizer.get_vocab_size(), False, record["sampled_chars"])
+    sampled = 0
+
+    def texts() -> Iterator[str]:
+        nonlocal sampled
+        stream = [*iter_documents(deduplicated_files(home)), *iter_dialogues(dialogue_candidate_files(home))]
+        for text in sample_texts(stream, sample_chars):
+            sampled += len(text)
+            yield text
+
+    tokenizer = train_tokenizer(texts(), options)
+    if sampled == 0:
+        raise ValueError("no curated documents to train the tokenizer on: materialize deduplicated_documents first")
+    sha = save_tokenizer(tokenizer, folder, options)
+    write_json_atomic(folder / TRAINING_RECORD, {**wanted, "sampled_chars": sampled, "sha256": sha})
+    return TokenizerBuild(sha, tokenizer.get_vocab_size(), True, sampled)
+
+
+def build_pretrain_shards(home: RosieHome, options: ShardOptions, force: bool) -> tuple[dict[str, Any], bool]:
+    """(manifests by split, whether they were rebuilt now)."""
+    out_dir = home.asset_dir("pretrain_shards")
+    files = deduplicated_files(home)
+    if not files:
+        raise ValueError("no deduplicated documents: materialize deduplicated_documents first")
+    tokenizer_hash = tokenizer_sha256(home.tokenizer)
+    wanted = {"inputs": fingerprint(files), "tokenizer_sha256": tokenizer_hash, "options": dataclasses.asdict(options)}
+    build = read_json(out_dir / "build.json")
+    if not force and build and {k: build.get(k) for k in wanted} == wanted:
+        return build["manifests"], False
+    manifests = write_shards(iter_documents(files), load_tokenizer(home.tokenizer), tokenizer_hash, out_dir, options)
+    write_json_atomic(out_dir / "build.json", {**wanted, "manifests": manifests})
+    return manifests, True
