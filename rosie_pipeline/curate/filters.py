@@ -9,13 +9,15 @@ switched off per source.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Protocol
 
-from rosie_pipeline.curate.text import TERMINAL_PUNCTUATION, is_symbol_word, split_words
+import numpy as np
+
+from rosie_pipeline.curate.text import TERMINAL_PUNCTUATION, has_alpha, is_symbol_word, split_words
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 
@@ -108,7 +110,7 @@ class GopherQuality:
             if trailing / len(lines) > self.max_ellipsis_lines_ratio:
                 return "gopher_too_many_end_ellipsis"
         if self.min_alpha_words_ratio:
-            alpha = sum(1 for w in words if any(ch.isalpha() for ch in w))
+            alpha = sum(map(has_alpha, words))
             if alpha / n_words < self.min_alpha_words_ratio:
                 return "gopher_below_alpha_ratio"
         if self.min_stop_words and len(self._stop_words.intersection(words)) < self.min_stop_words:
@@ -162,35 +164,101 @@ class GopherRepetition:
         if self.dup_line_char_frac and chars / len(text) > self.dup_line_char_frac:
             return "dup_line_char_frac"
         words = doc.words
-        lengths = [len(w) for w in words]
+        grams = _NGramIndex(words)
         for n, limit in self.top_n_grams:
-            if len(words) < n:
-                continue
-            counts = Counter(zip(*(words[i:] for i in range(n))))
-            gram, times = counts.most_common(1)[0]
-            # the n-gram's characters, counted with the spaces that join its words
-            if (sum(map(len, gram)) + n - 1) * times / len(text) > limit:
+            top_chars = grams.top_ngram_chars(n)
+            if top_chars / len(text) > limit:
                 return f"top_{n}_gram"
         for n, limit in self.dup_n_grams:
-            if _repeated_ngram_chars(words, lengths, n) / len(text) > limit:
+            if grams.repeated_ngram_chars(n) / len(text) > limit:
                 return f"duplicated_{n}_n_grams"
         return None
 
 
-def _repeated_ngram_chars(words: list[str], lengths: list[int], n: int) -> int:
-    """Characters (without separators) covered by n-grams seen before, scanning left to right and
-    jumping past each repeat so overlapping repeats are not counted twice."""
-    seen: set[tuple[str, ...]] = set()
-    total, i, last = 0, 0, len(words) - n
-    while i <= last:
-        gram = tuple(words[i : i + n])
-        if gram in seen:
-            total += sum(lengths[i : i + n])
-            i += n
-        else:
-            seen.add(gram)
-            i += 1
-    return total
+class _NGramIndex:
+    """Exact n-gram statistics over a document's words, vectorised with numpy.
+
+    Every distinct n-gram gets a dense integer id, built up one word at a time: the id of an n-gram
+    is the rank of the pair (id of its first n-1 words, id of its last word). Equal n-grams get equal
+    ids and different ones different ids, so counting needs no strings and no hashing.
+    """
+
+    def __init__(self, words: list[str]) -> None:
+        vocabulary: dict[str, int] = {}
+        self.words = words
+        ids = np.fromiter((vocabulary.setdefault(w, len(vocabulary)) for w in words), dtype=np.int64, count=len(words))
+        self.vocabulary_size = max(1, len(vocabulary))
+        self.char_sums = np.concatenate([[0], np.cumsum(np.fromiter(map(len, words), dtype=np.int64, count=len(words)))])
+        self._keys: dict[int, np.ndarray] = {1: ids}
+
+    def keys(self, n: int) -> np.ndarray:
+        """The n-gram id at each start position (len(words) - n + 1 of them)."""
+        if n not in self._keys:
+            previous, ids = self.keys(n - 1), self._keys[1]
+            count = len(ids) - n + 1
+            pairs = previous[:count] * self.vocabulary_size + ids[n - 1 :]
+            self._keys[n] = np.unique(pairs, return_inverse=True)[1].astype(np.int64)
+        return self._keys[n]
+
+    def _chars(self, start: int, n: int) -> int:
+        return int(self.char_sums[start + n] - self.char_sums[start])
+
+    def top_ngram_chars(self, n: int) -> int:
+        """Characters of the most frequent n-gram (with the spaces joining its words) times its count;
+        among equally frequent n-grams the one that appears first, as a Counter over the text gives."""
+        if len(self.words) < n:
+            return 0
+        keys = self.keys(n)
+        counts = np.bincount(keys)
+        best = np.flatnonzero(counts == counts.max())
+        start = int(np.flatnonzero(np.isin(keys, best))[0])
+        return (self._chars(start, n) + n - 1) * int(counts.max())
+
+    def repeated_ngram_chars(self, n: int) -> int:
+        """Characters (without separators) of n-grams seen before, scanning left to right and jumping
+        past each repeat so that overlapping repeats count once.
+
+        Only positions whose n-gram occurred earlier can be repeats, so the scan visits just those;
+        whether an earlier occurrence was itself skipped is looked up in the list of jumps so far.
+        """
+        if len(self.words) < n:
+            return 0
+        keys = self.keys(n)
+        order = np.argsort(keys, kind="stable")
+        group_starts = np.flatnonzero(np.diff(keys[order], prepend=-1))
+        first = np.empty(len(group_starts), dtype=np.int64)
+        first[keys[order[group_starts]]] = order[group_starts]
+        candidates = np.flatnonzero(first[keys] < np.arange(len(keys)))
+        if not len(candidates):
+            return 0
+        # keys are dense (0..K-1), so the occurrences of key k are order[starts[k]:starts[k + 1]]
+        starts = [*group_starts.tolist(), len(order)]
+        positions = order.tolist()
+        jumps: list[int] = []  # positions of repeats; each hides the next n - 1 positions
+        seen: set[int] = set()
+        checked: dict[int, int] = {}
+        total, resume = 0, 0
+        for position in candidates.tolist():
+            if position < resume:
+                continue
+            key = int(keys[position])
+            if key not in seen:
+                i, end = checked.get(key, starts[key]), starts[key + 1]
+                while i < end and positions[i] < position:
+                    earlier = positions[i]
+                    i += 1
+                    j = bisect.bisect_left(jumps, earlier) - 1
+                    if j < 0 or earlier >= jumps[j] + n:  # not hidden by a jump: it was scanned
+                        seen.add(key)
+                        break
+                checked[key] = i
+            if key in seen:
+                total += self._chars(position, n)
+                jumps.append(position)
+                resume = position + n
+            else:
+                seen.add(key)
+        return total
 
 
 _CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")

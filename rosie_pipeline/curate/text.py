@@ -45,7 +45,23 @@ def normalize_text(text: str) -> str:
 
 
 def split_words(text: str) -> list[str]:
-    return _WORDS.findall(text)
+    """Words and punctuation tokens. No token spans white space, so the text is cut on white space
+    first and only chunks that are not plain alphabetic words go through the regular expression."""
+    words: list[str] = []
+    for chunk in text.split():
+        if chunk.isalpha():
+            words.append(chunk)
+        else:
+            words += _WORDS.findall(chunk)
+    return words
+
+
+_HAS_ALPHA = re.compile(r"[^\W\d_]")
+
+
+def has_alpha(word: str) -> bool:
+    """True when the word has at least one letter (the Gopher "alphabetic word" test)."""
+    return _HAS_ALPHA.search(word) is not None
 
 
 @lru_cache(maxsize=65536)

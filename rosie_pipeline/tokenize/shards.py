@@ -26,7 +26,7 @@ from rosie_pipeline.atomic import write_json_atomic
 from rosie_pipeline.chat_format import EOS
 
 SPLITS = ("train", "val")
-ENCODE_BATCH = 256
+ENCODE_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,11 @@ class _SplitWriter:
     pending_rows: list[np.ndarray] = field(default_factory=list)
     documents: int = 0
 
-    def add(self, ids: np.ndarray) -> None:
-        self.buffer.append(ids)
+    def add(self, ids: list[int], documents: int) -> None:
+        """Append the token ids of ``documents`` whole documents (EOS included) to the stream."""
+        self.buffer.append(np.array(ids, dtype=np.int64))
         self.buffered += len(ids)
-        self.documents += 1
+        self.documents += documents
         row = self.seq_len + 1
         if self.buffered >= row:
             stream = np.concatenate(self.buffer)
@@ -125,10 +126,17 @@ def write_shards(
         writers[split] = _SplitWriter(tmp / split, options.seq_len, dtype, rows_per_shard)
     try:
         for batch in _batches(documents, ENCODE_BATCH):
-            encodings = tokenizer.encode_batch([text for _, text in batch], add_special_tokens=False)
+            encodings = tokenizer.encode_batch_fast([text for _, text in batch], add_special_tokens=False)
+            streams: dict[str, list[int]] = {split: [] for split in SPLITS}
+            counts = dict.fromkeys(SPLITS, 0)
             for (doc_id, _), encoding in zip(batch, encodings):
-                ids = np.fromiter(encoding.ids, dtype=np.int64, count=len(encoding.ids))
-                writers[split_of(doc_id, options.val_permille)].add(np.append(ids, eos))
+                split = split_of(doc_id, options.val_permille)
+                streams[split] += encoding.ids
+                streams[split].append(eos)
+                counts[split] += 1
+            for split in SPLITS:
+                if counts[split]:
+                    writers[split].add(streams[split], counts[split])
         manifests = {}
         for split, writer in writers.items():
             leftover = writer.finish()

@@ -1,6 +1,9 @@
 import json
+from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rosie_pipeline.curate.filters import (
     C4Quality,
@@ -11,6 +14,7 @@ from rosie_pipeline.curate.filters import (
     LanguageFilter,
     PIIRedactor,
     SafetyFilter,
+    _NGramIndex,
 )
 from rosie_pipeline.curate.pipeline import Curator, RuleSet
 from rosie_pipeline.curate.text import normalize_text, split_words
@@ -124,3 +128,31 @@ def test_curator_per_source_rules_and_audit():
 def test_unknown_filter_name_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown filters"):
         Curator({"web": RuleSet(filters=("gopher_quality", "vibes"))})
+
+
+def _plain_repeated_chars(words, n):
+    seen, total, i = set(), 0, 0
+    while i <= len(words) - n:
+        gram = tuple(words[i : i + n])
+        if gram in seen:
+            total += sum(map(len, gram))
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return total
+
+
+def _plain_top_chars(words, n):
+    if len(words) < n:
+        return 0
+    gram, times = Counter(zip(*(words[i:] for i in range(n)))).most_common(1)[0]
+    return (sum(map(len, gram)) + n - 1) * times
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["a", "bb", "ccc", "d", "ee", "ffff"]), max_size=80), st.integers(1, 10))
+def test_vectorised_ngram_statistics_equal_the_plain_definition(words, n):
+    index = _NGramIndex(words)
+    assert index.repeated_ngram_chars(n) == _plain_repeated_chars(words, n)
+    assert index.top_ngram_chars(n) == _plain_top_chars(words, n)
