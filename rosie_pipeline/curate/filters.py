@@ -184,12 +184,13 @@ class _NGramIndex:
     """
 
     def __init__(self, words: list[str]) -> None:
-        vocabulary: dict[str, int] = {}
+        vocabulary = {word: i for i, word in enumerate(dict.fromkeys(words))}
         self.words = words
-        ids = np.fromiter((vocabulary.setdefault(w, len(vocabulary)) for w in words), dtype=np.int64, count=len(words))
+        ids = np.array(list(map(vocabulary.__getitem__, words)), dtype=np.int64)
         self.vocabulary_size = max(1, len(vocabulary))
         self.char_sums = np.concatenate([[0], np.cumsum(np.fromiter(map(len, words), dtype=np.int64, count=len(words)))])
         self._keys: dict[int, np.ndarray] = {1: ids}
+        self._orders: dict[int, np.ndarray] = {}
 
     def keys(self, n: int) -> np.ndarray:
         """The n-gram id at each start position (len(words) - n + 1 of them)."""
@@ -197,8 +198,18 @@ class _NGramIndex:
             previous, ids = self.keys(n - 1), self._keys[1]
             count = len(ids) - n + 1
             pairs = previous[:count] * self.vocabulary_size + ids[n - 1 :]
-            self._keys[n] = np.unique(pairs, return_inverse=True)[1].astype(np.int64)
+            order = np.argsort(pairs, kind="stable")
+            ranks = np.cumsum(np.diff(pairs[order], prepend=-1) != 0) - 1
+            keys = np.empty(count, dtype=np.int64)
+            keys[order] = ranks
+            self._keys[n], self._orders[n] = keys, order
         return self._keys[n]
+
+    def order(self, n: int) -> np.ndarray:
+        """Start positions sorted by n-gram id (ties in text order)."""
+        if n not in self._orders:
+            self._orders[n] = np.argsort(self.keys(n), kind="stable")
+        return self._orders[n]
 
     def _chars(self, start: int, n: int) -> int:
         return int(self.char_sums[start + n] - self.char_sums[start])
@@ -224,7 +235,7 @@ class _NGramIndex:
         if len(self.words) < n:
             return 0
         keys = self.keys(n)
-        order = np.argsort(keys, kind="stable")
+        order = self.order(n)
         group_starts = np.flatnonzero(np.diff(keys[order], prepend=-1))
         first = np.empty(len(group_starts), dtype=np.int64)
         first[keys[order[group_starts]]] = order[group_starts]
