@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ROSIE_HOME ?= $(CURDIR)/.rosie
 export ROSIE_HOME
 
-.PHONY: setup demo test ui run clean
+.PHONY: setup demo test ui run bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: setup
 # The Dagster web UI on 127.0.0.1:3000, with its instance under $(ROSIE_HOME)/dagster.
 ui: setup
 	$(BIN)/rosie ui
+
+# Rosie against datatrove and bare tokenizers on the same input; writes bench/RESULTS.md.
+bench: setup
+	$(BIN)/python bench/bench_curation.py --out bench/RESULTS.md
 
 run: setup
 	$(BIN)/rosie run $(SELECTION)

@@ -154,6 +154,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the table here (markdown)")
     args = parser.parse_args()
     os.environ.setdefault("RAYON_NUM_THREADS", "1")  # encode_batch on one core too: per-core figures
+    from loguru import logger  # datatrove logs every bucket at INFO
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
 
     filter_docs = documents(args.docs, args.doc_chars)
     dedup_docs = with_duplicates(documents(args.dedup_docs, 1_700, degraded_share=0.0, seed=2))

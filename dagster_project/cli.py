@@ -11,7 +11,14 @@ from pathlib import Path
 from rosie_pipeline.paths import RosieHome
 
 
-def _run(args: argparse.Namespace) -> int:
+#: Sizes that suit the demo's small sample: a small vocabulary, short rows, a larger validation share.
+DEMO_CONFIG = {
+    "rosie_tokenizer": {"vocab_size": 2048},
+    "pretrain_shards": {"seq_len": 128, "val_permille": 200},
+}
+
+
+def _run(args: argparse.Namespace, op_config: dict[str, dict[str, object]] | None = None) -> int:
     from dagster_project.definitions import build_definitions
     from dagster_project.headless import prepare_instance, run_selection
 
@@ -23,10 +30,11 @@ def _run(args: argparse.Namespace) -> int:
     def show(outcome) -> None:  # type: ignore[no-untyped-def]
         where = f"[{outcome.partition}]" if outcome.partition else ""
         mark = "ok  " if outcome.success else "FAIL"
-        print(f"  {mark} {', '.join(outcome.assets)}{where}  run {outcome.run_id[:8]}", flush=True)
+        checks = f"  checks failed: {', '.join(outcome.failed_checks)}" if outcome.failed_checks else ""
+        print(f"  {mark} {', '.join(outcome.assets)}{where}  run {outcome.run_id[:8]}{checks}", flush=True)
 
     try:
-        report = run_selection(defs, instance, home, args.selection, on_run=show)
+        report = run_selection(defs, instance, home, args.selection, on_run=show, op_config=op_config)
     except ValueError as exc:
         print(f"rosie: {exc}", file=sys.stderr)
         return 2
@@ -54,11 +62,12 @@ def _demo(args: argparse.Namespace) -> int:
         target = home.landing_dir("common_crawl") / name
         if not target.exists():
             shutil.copy(warcs / name, target)
-    status = _run(argparse.Namespace(home=args.home, selection=None))
+    status = _run(argparse.Namespace(home=args.home, selection=None), DEMO_CONFIG)
     if status == 0:
         print(
-            f"rosie demo: done. Documents: {home.lake}/*/*/documents.parquet; "
-            f"quarantined records: {home.quarantine}; browse the runs with `make ui`.\n"
+            f"rosie demo: done. Curated documents: {home.lake}/deduplicated_documents; curation report: "
+            f"{home.lake}/curation_report/report.md; tokenizer: {home.tokenizer}; token shards: "
+            f"{home.lake}/pretrain_shards. Browse the runs with `make ui`.\n"
             "Books and Reddit dumps you drop into landing/books and landing/reddit are picked up the same way."
         )
     return status

@@ -53,6 +53,7 @@ class RunOutcome:
     partition: str | None
     success: bool
     run_id: str
+    failed_checks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -70,8 +71,12 @@ def run_selection(
     home: RosieHome,
     selection: str | None = None,
     on_run: Callable[[RunOutcome], None] | None = None,
+    op_config: dict[str, dict[str, Any]] | None = None,
 ) -> HeadlessReport:
-    """Materialize ``selection`` (Dagster selection syntax; everything when None) in-process."""
+    """Materialize ``selection`` (Dagster selection syntax; everything when None) in-process.
+
+    ``op_config`` maps asset names to their run config; each run gets the entries of its own assets.
+    """
     register_landed_partitions(instance, home)
     graph = defs.resolve_asset_graph()
     asset_selection = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
@@ -93,13 +98,22 @@ def run_selection(
                 resources=dict(defs.resources or {}),
                 partition_key=partition_key,
                 raise_on_error=False,
-                run_config=QUIET_RUN_CONFIG,
+                run_config=_run_config(keys, op_config or {}),
             )
-            outcome = RunOutcome([k.to_user_string() for k in keys], partition_key, result.success, result.run_id)
+            failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations()
+                      if not e.passed]
+            outcome = RunOutcome([k.to_user_string() for k in keys], partition_key, result.success, result.run_id,
+                                 failed)
             report.outcomes.append(outcome)
             if on_run is not None:
                 on_run(outcome)
     return report
+
+
+def _run_config(keys: list[dg.AssetKey], op_config: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    names = {key.to_user_string() for key in keys}
+    ops = {name: {"config": config} for name, config in op_config.items() if name in names}
+    return {**QUIET_RUN_CONFIG, **({"ops": ops} if ops else {})}
 
 
 def _batches(graph: Any, ordered: list[dg.AssetKey]) -> list[tuple[list[dg.AssetKey], dg.PartitionsDefinition | None]]:
