@@ -5,6 +5,8 @@ partition: each run curates (and dedups) only the upstream partitions that are n
 their last run, so a refresh that lands one file costs one file.
 """
 
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -105,8 +107,8 @@ def filtered_documents(
             "kept_share": round(total.records_out / total.records_in, 4) if total.records_in else 0.0,
             "drop_reasons": dg.MetadataValue.md(total.reasons_markdown()),
             "by_source": dg.MetadataValue.md(md_table(["input", "documents", "kept", "kept share"], per_source)),
-            "sample_kept": dg.MetadataValue.md(_sample(home.asset_dir("filtered_documents"), "documents")),
-            "sample_dropped": dg.MetadataValue.md(_sample(home.asset_dir("filtered_documents"), "dropped")),
+            "sample_kept": dg.MetadataValue.md(_sample_documents(home.asset_dir("filtered_documents"), "documents")),
+            "sample_dropped": dg.MetadataValue.md(_sample_documents(home.asset_dir("filtered_documents"), "dropped")),
             "path": dg.MetadataValue.path(str(home.asset_dir("filtered_documents"))),
         },
         check_results=[
@@ -118,15 +120,21 @@ def filtered_documents(
     )
 
 
-def _sample(root: Any, table: str, n: int = 5) -> str:
-    rows = []
-    for path in sorted(root.glob(f"*/*/{table}.parquet")):
+def _sample(paths: Iterable[Path], header: list[str], cells: Callable[[dict[str, Any]], list[Any]], n: int = 5) -> str:
+    """A markdown table of the first ``n`` rows found in ``paths``."""
+    rows: list[list[Any]] = []
+    for path in paths:
         for row in iter_rows(path, batch_rows=n):
-            rows.append([row["source"], row.get("dropped_by", ""), row.get("url") or row.get("title"),
-                         row["text"][:200]])
+            rows.append(cells(row))
             if len(rows) >= n:
-                return md_table(["source", "dropped_by", "url / title", "text"], rows)
-    return md_table(["source", "dropped_by", "url / title", "text"], rows)
+                return md_table(header, rows)
+    return md_table(header, rows)
+
+
+def _sample_documents(root: Path, table: str) -> str:
+    return _sample(sorted(root.glob(f"*/*/{table}.parquet")), ["source", "dropped_by", "url / title", "text"],
+                   lambda row: [row["source"], row.get("dropped_by", ""), row.get("url") or row.get("title"),
+                                row["text"][:200]])
 
 
 class DedupConfig(dg.Config):
@@ -192,14 +200,9 @@ def deduplicated_documents(
     )
 
 
-def _sample_duplicates(root: Any, n: int = 5) -> str:
-    rows = []
-    for path in sorted(root.glob("*/*/duplicates.parquet")):
-        for row in iter_rows(path, batch_rows=n):
-            rows.append([row["kind"], row["cluster_id"], row.get("url") or row.get("title"), row["text"][:150]])
-            if len(rows) >= n:
-                break
-    return md_table(["kind", "cluster", "url / title", "text"], rows[:n])
+def _sample_duplicates(root: Path) -> str:
+    return _sample(sorted(root.glob("*/*/duplicates.parquet")), ["kind", "cluster", "url / title", "text"],
+                   lambda row: [row["kind"], row["cluster_id"], row.get("url") or row.get("title"), row["text"][:150]])
 
 
 @dg.asset(
