@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,7 +88,6 @@ def _download_cc(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    import os
     import shutil
 
     from dagster_project.headless import prepare_home
@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="land a small real sample and run the whole graph on it")
     demo.set_defaults(func=_demo)
 
+    train = commands.add_parser("train", help="run rosie_model's trainer (same flags as python -m rosie_model.train)",
+                                add_help=False)
+    train.set_defaults(func=None)
+
     ui = commands.add_parser("ui", help="start the Dagster web UI on this Rosie home")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -133,7 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # keeps alembic/sqlite chatter out
-    args = build_parser().parse_args(argv)
+    args, rest = build_parser().parse_known_args(argv)
+    if args.command == "train":  # everything after `train` belongs to the trainer
+        from rosie_model.train import main as train_main
+
+        if args.home:
+            os.environ["ROSIE_HOME"] = str(RosieHome.from_env(args.home).root)
+        return train_main(rest)
+    if rest:
+        build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
     return int(args.func(args))
 
 

@@ -1,0 +1,133 @@
+"""Reading token shards (DESIGN's contract) for training: verified, sharded by rank, resumable.
+
+A split is a folder with ``manifest.json`` and Parquet shards of fixed-length rows (``tokens``:
+``seq_len + 1`` ids; dialogue shards add ``loss_mask``, ``emotion``, ``persona`` and ``memory``).
+Before training the reader checks every shard's sha256 and that the shards were made with the
+model's tokenizer. Each epoch visits shards and rows in an order fixed by (seed, epoch); global row
+``g`` of that order belongs to rank ``g % world_size``, so N ranks with batch B see exactly the rows a
+single process with batch N*B sees. A position (epoch, shard, row) lets training resume mid-epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+OPTIONAL_COLUMNS = ("loss_mask", "emotion", "persona", "memory")
+
+
+class DataError(ValueError):
+    """The shards are missing, damaged or made with another tokenizer."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the next batch starts: epoch, index in the epoch's shard order, row within that shard."""
+
+    epoch: int = 0
+    shard: int = 0
+    row: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "shard": self.shard, "row": self.row}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ShardDataset:
+    def __init__(self, folder: Path, tokenizer_sha256: str | None = None, verify: bool = True) -> None:
+        self.folder = Path(folder)
+        manifest_path = self.folder / "manifest.json"
+        if not manifest_path.exists():
+            raise DataError(f"{self.folder}: no manifest.json (is this a token-shard split?)")
+        self.manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if tokenizer_sha256 is not None and self.manifest["tokenizer_sha256"] != tokenizer_sha256:
+            raise DataError(f"{self.folder}: shards were made with tokenizer {self.manifest['tokenizer_sha256'][:12]}, "
+                            f"the model uses {tokenizer_sha256[:12]}")
+        self.shards = [s for s in self.manifest["shards"] if s["rows"] > 0]
+        if verify:
+            for shard in self.shards:
+                if sha256_file(self.folder / shard["file"]) != shard["sha256"]:
+                    raise DataError(f"{self.folder / shard['file']}: sha256 does not match the manifest")
+        self.row_length = int(self.manifest["row_length"])
+        self.rows = sum(s["rows"] for s in self.shards)
+
+    @property
+    def digest(self) -> str:
+        """A short identity of the split (for MLflow dataset lineage)."""
+        return hashlib.sha256("".join(s["sha256"] for s in self.shards).encode()).hexdigest()[:16]
+
+    def _shard_order(self, seed: int, epoch: int) -> list[int]:
+        return np.random.default_rng([seed, epoch]).permutation(len(self.shards)).tolist()
+
+    def _load(self, index: int, seed: int, epoch: int) -> dict[str, Any]:
+        table = pq.read_table(self.folder / self.shards[index]["file"])
+        order = np.random.default_rng([seed, epoch, index]).permutation(table.num_rows)
+        columns: dict[str, Any] = {"tokens": np.stack(table["tokens"].to_numpy(zero_copy_only=False))[order]}
+        for name in OPTIONAL_COLUMNS:
+            if name in table.column_names:
+                values = table[name].to_pylist()
+                columns[name] = [values[i] for i in order]
+        return columns
+
+    def rows_from(self, start: Position, seed: int) -> Iterator[tuple[dict[str, Any], Position]]:
+        """Every row from ``start`` on, forever (epoch after epoch), with the position after it."""
+        if not self.shards:
+            raise DataError(f"{self.folder}: no rows")
+        epoch, shard, row = start.epoch, start.shard, start.row
+        while True:
+            order = self._shard_order(seed, epoch)
+            while shard < len(order):
+                columns = self._load(order[shard], seed, epoch)
+                count = len(columns["tokens"])
+                for r in range(row, count):
+                    item = {name: values[r] for name, values in columns.items()}
+                    after = Position(epoch, shard, r + 1) if r + 1 < count else Position(epoch, shard + 1, 0)
+                    yield item, after
+                shard, row = shard + 1, 0
+            epoch, shard = epoch + 1, 0
+
+    def batches(self, batch_size: int, rank: int, world_size: int, seed: int,
+                start: Position = Position()) -> Iterator[tuple[dict[str, torch.Tensor], Position]]:
+        """Batches for ``rank``: rows are dealt round-robin, ``batch_size`` per rank per step."""
+        picked: list[dict[str, Any]] = []
+        for index, (item, after) in enumerate(self.rows_from(start, seed)):
+            if index % world_size == rank:
+                picked.append(item)
+            if index % world_size == world_size - 1 and len(picked) == batch_size:
+                yield collate(picked), after
+                picked = []
+
+
+def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    batch: dict[str, torch.Tensor] = {"tokens": torch.from_numpy(np.stack([r["tokens"] for r in rows]).astype(np.int64))}
+    if "loss_mask" in rows[0]:
+        batch["loss_mask"] = torch.tensor(np.array([r["loss_mask"] for r in rows], dtype=bool))
+    if "emotion" in rows[0]:
+        batch["emotion"] = torch.tensor([-1 if r["emotion"] is None else r["emotion"] for r in rows])
+    if "persona" in rows[0]:
+        batch["persona"] = torch.tensor([0 if r["persona"] is None else r["persona"] for r in rows])
+    if "memory" in rows[0]:
+        facts = [r["memory"] or [] for r in rows]
+        slots = max(1, max(len(f) for f in facts))
+        width = max(1, max((len(t) for f in facts for t in f), default=1))
+        memory = torch.full((len(rows), slots, width), -1, dtype=torch.long)
+        for i, fact_list in enumerate(facts):
+            for j, fact in enumerate(fact_list):
+                memory[i, j, : len(fact)] = torch.tensor(fact[:width])
+        batch["memory"] = memory  # -1 marks padding; the trainer maps it to the model's pad id
+    return batch

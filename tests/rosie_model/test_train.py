@@ -1,0 +1,126 @@
+"""The training engine run as users run it: ``python -m rosie_model.train`` and ``torchrun``."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rosie_model.data import DataError, Position, ShardDataset
+from tests.rosie_model.conftest import train_args
+
+PYTHON = sys.executable
+TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DAGSTER_PIPES_CONTEXT")}
+    return {**env, "ROSIE_HOME": str(home)}
+
+
+def _train(corpus, out_dir, phase="base", launcher=(PYTHON, "-m"), **settings):
+    done = subprocess.run([*launcher, "rosie_model.train", *train_args(corpus, out_dir, phase, **settings)],
+                          env=_env(out_dir.parent / "home"), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _weights(path):
+    return load_file(str(path))
+
+
+def _same(a, b, atol=0.0):
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=atol, rtol=0) for k in a)
+
+
+def test_sigterm_saves_marks_killed_and_resume_is_exact(corpus, tmp_path):
+    straight = _train(corpus, tmp_path / "straight", steps=40)
+    args = train_args(corpus, tmp_path / "resumed", steps=40)
+    process = subprocess.Popen([PYTHON, "-m", "rosie_model.train", *args], env=_env(tmp_path / "home"),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if "step 3/40 " in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    process.stdout.read()
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    checkpoints = sorted((tmp_path / "resumed" / "checkpoints" / "base").glob("step-*"))
+    assert checkpoints and not (tmp_path / "resumed" / "weights" / "base.safetensors").exists()
+    killed_at = int(checkpoints[-1].name.split("-")[1])
+    assert 3 <= killed_at < 40
+    state = torch.load(checkpoints[-1] / "state.pt", weights_only=True)  # nothing to unpickle
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'home' / 'mlflow' / 'mlflow.db'}")
+    assert mlflow.get_run(state["run_id"]).info.status == "KILLED"
+
+    resumed = _train(corpus, tmp_path / "resumed", steps=40)
+    assert resumed["run_id"] == state["run_id"]  # the same MLflow run goes on
+    assert mlflow.get_run(state["run_id"]).info.status == "FINISHED"
+    assert _same(_weights(straight["weights"]), _weights(resumed["weights"]))
+
+
+def test_three_phases_chain_and_phase_three_freezes_the_trunk(corpus, tmp_path):
+    out = tmp_path / "model"
+    _train(corpus, out, "base", steps=4)
+    personality = _train(corpus, out, "personality", steps=4, lr=1e-3)
+    final = _train(corpus, out, "emotion_memory", steps=4, lr=1e-2)
+    assert {p.name for p in (out / "weights").iterdir()} == {"base.safetensors", "personality.safetensors",
+                                                             "final.safetensors"}
+    before, after = _weights(personality["weights"]), _weights(final["weights"])
+    trunk = [k for k in before if k.startswith(("tok_emb", "norm")) or (".attn." in k or ".mlp." in k)]
+    assert trunk and all(torch.equal(before[k], after[k]) for k in trunk)
+    gates = [k for k in after if k.endswith("memory.gate")]
+    assert gates and all(after[k].abs().item() > 0 for k in gates)  # memory attention now takes part
+    assert not torch.equal(before["emotion_head.weight"], after["emotion_head.weight"])
+    assert (out / "config.json").exists() and (out / "tokenizer" / "tokenizer.json").exists()
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'home' / 'mlflow' / 'mlflow.db'}")
+    run = MlflowClient().get_run(final["run_id"])
+    assert run.data.params["train.phase"] == "emotion_memory" and "emotion_loss" in run.data.metrics
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"test-train", "test-val"}
+    artifacts = {a.path for a in MlflowClient().list_artifacts(final["run_id"])}
+    assert {"config.json", "tokenizer", "weights"} <= artifacts
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_under_torchrun_match_one(corpus, tmp_path, strategy):
+    single = _train(corpus, tmp_path / "single", steps=4, batch_size=4)
+    both = _train(corpus, tmp_path / strategy, launcher=(TORCHRUN, "--nproc-per-node", "2", "--master-port",
+                                                         str(29600 + (strategy == "fsdp")), "-m"),
+                  steps=4, batch_size=2, distributed=strategy)
+    assert _same(_weights(single["weights"]), _weights(both["weights"]), atol=1e-5)
+
+
+def test_clear_errors(corpus, tmp_path):
+    args = train_args(corpus, tmp_path / "m", "personality")
+    done = subprocess.run([PYTHON, "-m", "rosie_model.train", *args], env=_env(tmp_path), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode != 0 and "previous phase's weights" in done.stderr
+    done = subprocess.run([PYTHON, "-m", "rosie_model.train", "--phase", "base", "--set", "stepz=3"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unknown training settings" in done.stderr
+    with pytest.raises(DataError, match="another|made with tokenizer"):
+        ShardDataset(corpus["train"], tokenizer_sha256="0" * 64)
+
+
+def test_reader_deals_rows_to_ranks_and_resumes(corpus):
+    data = ShardDataset(corpus["train"], corpus["tokenizer_sha"])
+    single = [b["tokens"] for _, (b, _) in zip(range(5), data.batches(4, 0, 1, seed=3))]
+    ranks = [[b["tokens"] for _, (b, _) in zip(range(5), data.batches(2, r, 2, seed=3))] for r in (0, 1)]
+    for step in range(5):
+        union = torch.cat([ranks[0][step], ranks[1][step]])
+        assert sorted(map(tuple, union.tolist())) == sorted(map(tuple, single[step].tolist()))
+    stream = data.batches(4, 0, 1, seed=3)
+    for _ in range(3):
+        _, position = next(stream)
+    resumed = next(data.batches(4, 0, 1, seed=3, start=Position(**position.to_dict())))[0]["tokens"]
+    assert torch.equal(resumed, single[3])
