@@ -29,9 +29,11 @@ test: setup
 ui: setup
 	$(BIN)/rosie ui
 
-# Rosie against datatrove and bare tokenizers on the same input; writes bench/RESULTS.md.
+# Rosie against its peers on the same input (datatrove, tokenizers, transformers); writes bench/RESULTS.md.
 bench: setup
 	$(BIN)/python bench/bench_curation.py --out bench/RESULTS.md
+	$(BIN)/python bench/bench_training.py --out bench/RESULTS.md
+	$(BIN)/python bench/bench_training.py --dtype bfloat16 --out bench/RESULTS.md
 
 run: setup
 	$(BIN)/rosie run $(SELECTION)

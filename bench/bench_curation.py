@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.corpus import conversations, documents, with_duplicates  # noqa: E402
+from bench.results import write_section  # noqa: E402
 from rosie_pipeline.curate import filters as rosie  # noqa: E402
 from rosie_pipeline.curate.dedup import DedupOptions, Signer  # noqa: E402
 
@@ -177,7 +178,7 @@ def main() -> None:
     print(header)
     print(result)
     if args.out:
-        args.out.write_text(f"## Curation, dedup and tokenisation\n\n{header}\n\n{result}\n", encoding="utf-8")
+        write_section(args.out, "Curation, dedup and tokenisation", f"{header}\n\n{result}")
 
 
 if __name__ == "__main__":

@@ -131,7 +131,11 @@ def main() -> None:
     print(header)
     print(table)
     if args.out:
-        args.out.write_text(f"## Training throughput\n\n{header}\n\n{table}\n", encoding="utf-8")
+        sys.path.insert(0, str(ROOT))
+        from bench.results import write_section
+
+        write_section(args.out, f"Training throughput ({args.dtype}, CPU)" if rosie["device"] == "cpu"
+                      else "Training throughput (GPU)", f"{header}\n\n{table}")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ class TrainConfig:
     train_data: str = ""
     val_data: str | None = None
     tokenizer: str = ""
-    out_dir: str = ""
+    out_dir: str = ""  # default: $ROSIE_HOME/models/rosie_model
     preset: str = "tiny"
     model_overrides: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
@@ -105,7 +105,9 @@ class TrainConfig:
         config = cls(**payload)
         if config.phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, not {config.phase!r}")
-        for name in ("train_data", "tokenizer", "out_dir"):
+        if not config.out_dir:
+            config.out_dir = str(Path(os.environ.get("ROSIE_HOME") or ".rosie") / "models" / "rosie_model")
+        for name in ("train_data", "tokenizer"):
             if not getattr(config, name):
                 raise ValueError(f"{name} is required")
         return config
