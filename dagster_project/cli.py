@@ -14,8 +14,12 @@ from rosie_pipeline.paths import RosieHome
 
 #: Sizes that suit the demo's small sample: a small vocabulary, short rows, a larger validation share.
 DEMO_CONFIG = {
-    "rosie_tokenizer": {"vocab_size": 2048},
+    "rosie_tokenizer": {"vocab_size": 4096},
     "pretrain_shards": {"seq_len": 128, "val_permille": 200},
+    "personality_dialogues": {"target": 3000, "chitchat_limit": 500},
+    "emotion_dialogues": {"chitchat_limit": 1000},
+    "memory_dialogues": {"count": 1000, "distractor_conversations": 300},
+    "dialogue_shards": {"seq_len": 256},
 }
 
 

@@ -78,6 +78,7 @@ def run_step(
     stats = StepStats()
     sample: list[dict[str, Any]] = []
     source = ",".join(p.name for p in inputs)
+    primary = next(iter(schemas))  # the table whose rows count as output (documents, dialogues)
     sinks = {name: ParquetSink(path, schemas[name]) for name, path in tables.items()}
     with contextlib.ExitStack() as stack:
         quarantine = stack.enter_context(open(stack.enter_context(atomic_path(quarantine_path)), "w", encoding="utf-8"))
@@ -92,7 +93,7 @@ def run_step(
             else:
                 sinks[item.table].write(item.values)
                 stats.records_in += item.consumed
-                if item.table == "documents":
+                if item.table == primary:
                     stats.records_out += 1
                     if len(sample) < sample_size:
                         sample.append(_preview(item.values))
@@ -127,12 +128,15 @@ def _matches(manifest: dict[str, Any] | None, expected: dict[str, Any], outputs:
     )
 
 
-def _preview(doc: dict[str, Any]) -> dict[str, Any]:
-    text = doc["text"]
+def _preview(row: dict[str, Any]) -> dict[str, Any]:
+    if "turns" in row:  # a dialogue
+        text = " / ".join(f"{t['speaker']}: {t['text'] or t['event']}" for t in row["turns"] if t["speaker"] != "system")
+        return {"id": row["id"], "title": row["source"], "url": None, "chars": len(text), "text": text[:300]}
+    text = row["text"]
     return {
-        "id": doc["id"],
-        "title": doc.get("title"),
-        "url": doc.get("url"),
+        "id": row["id"],
+        "title": row.get("title"),
+        "url": row.get("url"),
         "chars": len(text),
         "text": text[:300] + ("…" if len(text) > 300 else ""),
     }

@@ -144,3 +144,17 @@ def random_document(seed: int, words: int = 200) -> str:
     vocabulary = sorted({w for sentence in PROSE for w in sentence.split()})
     rng = random.Random(seed)
     return " ".join(rng.choice(vocabulary) for _ in range(words))
+
+
+def png_with_text(chunks: dict[str, bytes]) -> bytes:
+    """A valid 1x1 PNG carrying tEXt chunks (e.g. a SillyTavern character card under 'chara')."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00")
+    texts = b"".join(chunk(b"tEXt", key.encode() + b"\x00" + value) for key, value in chunks.items())
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + texts + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")

@@ -3,10 +3,20 @@
 import dagster as dg
 
 from dagster_project.assets.curate import deduplicated_documents
+from dagster_project.assets.dialogue import DIALOGUE_ASSETS
 from dagster_project.config import dataclass_from_config, md_table
 from dagster_project.resources import RosieHomeResource
 from rosie_pipeline.chat_format import SPECIAL_TOKENS
-from rosie_pipeline.tokenize.build import build_pretrain_shards, build_tokenizer, deduplicated_files, iter_documents
+from rosie_pipeline.dialogue.datasets import leaked_dialogues
+from rosie_pipeline.tokenize.build import (
+    build_dialogue_shards,
+    build_pretrain_shards,
+    build_tokenizer,
+    deduplicated_files,
+    dialogue_files,
+    iter_documents,
+)
+from rosie_pipeline.tokenize.dialogue_shards import DialogueShardOptions
 from rosie_pipeline.tokenize.shards import ShardOptions, verify_split
 from rosie_pipeline.tokenize.tokenizer import TokenizerOptions, load_tokenizer, special_token_ids, tokenizer_sha256
 
@@ -23,7 +33,7 @@ class TokenizerConfig(dg.Config):
 
 @dg.asset(
     group_name="tokenize",
-    deps=[deduplicated_documents, "reddit_threads"],
+    deps=[deduplicated_documents, "reddit_threads", *DIALOGUE_ASSETS],
     kinds={"huggingface"},
     check_specs=[dg.AssetCheckSpec("round_trip", asset="rosie_tokenizer",
                                    description="decode(encode(x)) == x on curated text; special tokens are single ids.")],
@@ -119,4 +129,68 @@ def pretrain_shards(context: dg.AssetExecutionContext, config: ShardConfig, rosi
     )
 
 
-TOKENIZE_ASSETS = [rosie_tokenizer, pretrain_shards]
+class DialogueShardConfig(dg.Config):
+    seq_len: int = 2048
+    rows_per_shard: int = 20_000
+    max_truncated_share: float = 0.05
+    """truncation fails when a larger share of rows had some of Rosie's own tokens cut."""
+    min_emotions: int = 5
+    force: bool = False
+
+
+@dg.asset(
+    group_name="tokenize",
+    deps=[rosie_tokenizer, *DIALOGUE_ASSETS],
+    kinds={"parquet"},
+    check_specs=[
+        dg.AssetCheckSpec("truncation", asset="dialogue_shards", description="Few rows lose any of Rosie's tokens."),
+        dg.AssetCheckSpec("no_leakage", asset="dialogue_shards",
+                          description="No dialogue (by content) is in train and in val or gold."),
+        dg.AssetCheckSpec("label_distribution", asset="dialogue_shards",
+                          description="The training rows cover enough emotions."),
+        dg.AssetCheckSpec("integrity", asset="dialogue_shards",
+                          description="Every shard matches its sha256 and the current tokenizer."),
+    ],
+    description="Dialogues rendered in Rosie's chat format, one row per Rosie turn (loss on that turn), with "
+    "emotion, persona and tokenized memory columns; train/val/gold splits.",
+)
+def dialogue_shards(context: dg.AssetExecutionContext, config: DialogueShardConfig,
+                    rosie: RosieHomeResource) -> dg.MaterializeResult:
+    home = rosie.home
+    options = dataclass_from_config(config, DialogueShardOptions)
+    manifests, rebuilt = build_dialogue_shards(home, options, config.force)
+    problems = []
+    for split in manifests:
+        try:
+            verify_split(home.asset_dir("dialogue_shards") / split, tokenizer_sha256(home.tokenizer))
+        except ValueError as exc:
+            problems.append(str(exc))
+    rows = sum(m["rows"] for m in manifests.values())
+    truncated = sum(m["truncated_rows"] for m in manifests.values())
+    leaked = leaked_dialogues(dialogue_files(home))
+    train_emotions = manifests.get("train", {}).get("emotions", {})
+    table = [[s, m["dialogues"], m["rows"], m["tokens"], m["truncated_rows"], len(m["shards"])] for s, m in manifests.items()]
+    context.log.info(("built" if rebuilt else "kept unchanged") + f" dialogue shards: {rows:,} rows, "
+                     f"{truncated:,} truncated")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "splits": dg.MetadataValue.md(md_table(["split", "dialogues", "rows", "tokens", "truncated", "shards"], table)),
+            "train_emotions": dg.MetadataValue.json(train_emotions),
+            "seq_len": options.seq_len,
+            "rebuilt": rebuilt,
+            "path": dg.MetadataValue.path(str(home.asset_dir("dialogue_shards"))),
+        },
+        check_results=[
+            dg.AssetCheckResult(check_name="truncation", passed=truncated <= config.max_truncated_share * rows,
+                                metadata={"truncated_rows": truncated, "share": round(truncated / rows, 4) if rows else 0.0}),
+            dg.AssetCheckResult(check_name="no_leakage", passed=leaked == 0, metadata={"leaked_dialogues": leaked}),
+            dg.AssetCheckResult(check_name="label_distribution", passed=len(train_emotions) >= config.min_emotions,
+                                metadata={"emotions_in_train": len(train_emotions)}),
+            dg.AssetCheckResult(check_name="integrity", passed=not problems,
+                                metadata={"problems": "; ".join(problems) or "none"}),
+        ],
+    )
+
+
+TOKENIZE_ASSETS = [rosie_tokenizer, pretrain_shards, dialogue_shards]

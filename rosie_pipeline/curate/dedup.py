@@ -106,12 +106,14 @@ class Verdict:
 class DedupIndex:
     """The persistent index: exact hashes, cluster ids and the LSH over every document kept so far."""
 
-    def __init__(self, root: Path, options: DedupOptions) -> None:
+    def __init__(self, root: Path | None, options: DedupOptions) -> None:
+        """``root`` None keeps the index in memory only (for one-off sets such as generated dialogues)."""
         self.root = root
         self.options = options
         self.signer = Signer(options)
-        self.manifest_path = root / "manifest.json"
-        self.manifest: dict[str, Any] = read_json(self.manifest_path) or {"segments": [], "partitions": {}}
+        self.manifest_path = root / "manifest.json" if root is not None else None
+        stored = read_json(self.manifest_path) if self.manifest_path is not None else None
+        self.manifest: dict[str, Any] = stored or {"segments": [], "partitions": {}}
         self._check_options()
         self.exact: dict[str, str] = {}  # exact hash -> cluster id
         self.cluster_of: dict[str, str] = {}  # document id -> cluster id
@@ -143,6 +145,7 @@ class DedupIndex:
 
     def _segments(self) -> Iterator[tuple[str, pa.Table]]:
         for name in self.manifest["segments"]:
+            assert self.root is not None
             yield name, pq.read_table(self.root / "index" / name)
 
     def _load(self) -> None:
@@ -200,6 +203,8 @@ class DedupIndex:
 
     def commit(self, partitions: dict[str, Any]) -> None:
         """Write this run's segment, then the manifest naming it (the commit), then update Redis."""
+        if self.root is None or self.manifest_path is None:
+            raise ValueError("an in-memory dedup index cannot be committed")
         name = None
         if self._pending:
             name = f"segment-{len(self.manifest['segments']):06d}-{uuid.uuid4().hex[:8]}.parquet"

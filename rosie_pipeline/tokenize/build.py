@@ -17,6 +17,7 @@ from rosie_pipeline.atomic import read_json, write_json_atomic
 from rosie_pipeline.parquet import iter_rows
 from rosie_pipeline.paths import RosieHome
 from rosie_pipeline.step import committed_outputs, fingerprint
+from rosie_pipeline.tokenize.dialogue_shards import DialogueShardOptions, write_dialogue_shards
 from rosie_pipeline.tokenize.shards import ShardOptions, write_shards
 from rosie_pipeline.tokenize.tokenizer import (
     TokenizerOptions,
@@ -39,6 +40,16 @@ def deduplicated_files(home: RosieHome) -> list[Path]:
 
 def dialogue_candidate_files(home: RosieHome) -> list[Path]:
     return list(committed_outputs(home.asset_dir("reddit_threads"), "dialogue_candidates").values())
+
+
+def iter_dialogue_texts(files: list[Path]) -> Iterator[tuple[str, str]]:
+    """Rendered dialogues (with Rosie's special tokens) for the tokenizer's training sample."""
+    from rosie_pipeline.chat_format import render_text
+    from rosie_pipeline.dialogue.schema import turns_of
+
+    for path in files:
+        for row in iter_rows(path):
+            yield row["id"], render_text(turns_of(row))
 
 
 def iter_documents(files: list[Path]) -> Iterator[tuple[str, str]]:
@@ -72,7 +83,8 @@ def build_tokenizer(home: RosieHome, options: TokenizerOptions, sample_chars: in
 
     def texts() -> Iterator[str]:
         nonlocal sampled
-        stream = [*iter_documents(deduplicated_files(home)), *iter_dialogues(dialogue_candidate_files(home))]
+        stream = [*iter_documents(deduplicated_files(home)), *iter_dialogues(dialogue_candidate_files(home)),
+                  *iter_dialogue_texts(dialogue_files(home))]
         for text in sample_texts(stream, sample_chars):
             sampled += len(text)
             yield text
@@ -97,5 +109,29 @@ def build_pretrain_shards(home: RosieHome, options: ShardOptions, force: bool) -
     if not force and build and {k: build.get(k) for k in wanted} == wanted:
         return build["manifests"], False
     manifests = write_shards(iter_documents(files), load_tokenizer(home.tokenizer), tokenizer_hash, out_dir, options)
+    write_json_atomic(out_dir / "build.json", {**wanted, "manifests": manifests})
+    return manifests, True
+
+
+DIALOGUE_ASSETS = ("personality_dialogues", "emotion_dialogues", "memory_dialogues")
+
+
+def dialogue_files(home: RosieHome) -> list[Path]:
+    return [path for name in DIALOGUE_ASSETS if (path := home.asset_dir(name) / "dialogues.parquet").exists()]
+
+
+def build_dialogue_shards(home: RosieHome, options: DialogueShardOptions, force: bool) -> tuple[dict[str, Any], bool]:
+    """(manifests by split, whether they were rebuilt now)."""
+    out_dir = home.asset_dir("dialogue_shards")
+    files = dialogue_files(home)
+    if not files:
+        raise ValueError("no dialogues: materialize the dialogue group first")
+    tokenizer_hash = tokenizer_sha256(home.tokenizer)
+    wanted = {"inputs": fingerprint(files), "tokenizer_sha256": tokenizer_hash, "options": dataclasses.asdict(options)}
+    build = read_json(out_dir / "build.json")
+    if not force and build and {k: build.get(k) for k in wanted} == wanted:
+        return build["manifests"], False
+    rows = (row for path in files for row in iter_rows(path))
+    manifests = write_dialogue_shards(rows, load_tokenizer(home.tokenizer), tokenizer_hash, out_dir, options)
     write_json_atomic(out_dir / "build.json", {**wanted, "manifests": manifests})
     return manifests, True

@@ -16,7 +16,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from rosie_pipeline.atomic import atomic_path, write_json_atomic
-from rosie_pipeline.chat_format import EMOTIONS, EOS, EVENTS, PAD, SPECIAL_TOKENS
+from rosie_pipeline.chat_format import CHAT_TEMPLATE, EMOTIONS, EOS, EVENTS, PAD, SPECIAL_TOKENS
 
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
@@ -66,6 +66,7 @@ def save_tokenizer(tokenizer: Tokenizer, folder: Path, options: TokenizerOptions
         "clean_up_tokenization_spaces": False,
         "rosie_emotions": list(EMOTIONS),
         "rosie_events": list(EVENTS),
+        "chat_template": CHAT_TEMPLATE,
     }
     write_json_atomic(folder / CONFIG_FILE, config)
     return tokenizer_sha256(folder)

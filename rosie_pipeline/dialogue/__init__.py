@@ -1,0 +1,1 @@
+"""Phase 2 and 3 data: Rosie's personality dialogues, emotion-labelled dialogues, memory dialogues."""

@@ -1,0 +1,169 @@
+"""The three dialogue datasets, assembled from the seed, the packages, the lake and ``landing/dialogue``.
+
+What lands in ``landing/dialogue`` is recognised by its form: ``*.jsonl`` SillyTavern/TavernAI chat logs,
+``*.png``/``*.json`` character cards, ``*.json`` CharacterAI dumps, ``*.tsv`` GoEmotions,
+``dialogues_text.txt`` + ``dialogues_emotion.txt`` DailyDialog, ``*.csv`` EmpatheticDialogues. Anything
+else is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rosie_pipeline.chat_format import Turn
+from rosie_pipeline.dialogue.emotion import LabelledDialogue, read_dailydialog, read_empathetic, read_goemotions, weak_label
+from rosie_pipeline.dialogue.importers import (
+    Imported,
+    PersonaRegistry,
+    chitchat_conversations,
+    read_landing_file,
+    reddit_chains,
+)
+from rosie_pipeline.dialogue.memory import memory_dialogues
+from rosie_pipeline.dialogue.personality import load_seed, personality_dialogues
+from rosie_pipeline.dialogue.schema import content_hash, make_dialogue, split_for, turns_of
+from rosie_pipeline.ingest.records import Rejected, Row, skipped
+from rosie_pipeline.paths import RosieHome
+from rosie_pipeline.step import committed_outputs
+
+PERSONALITY_FORMS = (".jsonl", ".png", ".json")
+EMOTION_FORMS = (".tsv", ".csv", ".txt")
+
+
+def landing_files(home: RosieHome) -> list[Path]:
+    folder = home.landing_dir("dialogue")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+
+
+@dataclass(frozen=True)
+class PersonalityOptions:
+    target: int = 10_000
+    val_permille: int = 50
+    seed: int = 0
+    chitchat_limit: int = 2_000
+    use_reddit: bool = True
+    personas: int = 8
+
+
+def _imported_row(item: Imported, val_permille: int, system: str) -> Row:
+    turns = [Turn("system", system), *item.turns] if item.persona == 0 else item.turns
+    return Row("dialogues", make_dialogue(item.source, item.locator, turns, persona=item.persona,
+                                          split=split_for(item.turns, val_permille)))
+
+
+def build_personality(home: RosieHome, options: PersonalityOptions, registry: PersonaRegistry) -> Iterator[Row | Rejected]:
+    system, seed = load_seed()
+    for row in personality_dialogues(system, seed, options.target, options.val_permille, options.seed):
+        yield Row("dialogues", row)
+    for item in chitchat_conversations(options.chitchat_limit):
+        yield _imported_row(item, options.val_permille, system)
+    if options.use_reddit:
+        files = list(committed_outputs(home.asset_dir("reddit_threads"), "dialogue_candidates").values())
+        for item in reddit_chains(files):
+            yield _imported_row(item, options.val_permille, system)
+    for path in landing_files(home):
+        if path.suffix.lower() not in PERSONALITY_FORMS:
+            continue
+        for result in read_landing_file(path, registry):
+            yield _imported_row(result, options.val_permille, system) if isinstance(result, Imported) else result
+
+
+@dataclass(frozen=True)
+class EmotionOptions:
+    val_permille: int = 50
+    gold_permille: int = 100
+    weak_min_confidence: float = 0.6
+    chitchat_limit: int = 3_000
+
+
+def _gold_or_split(turns: list[Turn], options: EmotionOptions) -> str:
+    """Gold (kept apart for evaluation), else train/val — all by content hash."""
+    bucket = int(hashlib.sha1(("gold:" + content_hash(turns)).encode()).hexdigest()[:8], 16) % 1000
+    return "gold" if bucket < options.gold_permille else split_for(turns, options.val_permille)
+
+
+def build_emotion(home: RosieHome, options: EmotionOptions) -> Iterator[Row | Rejected]:
+    """Human-labelled dialogues (with a gold split) and weakly labelled chitchat (never gold)."""
+    files = landing_files(home)
+    labelled: list[Iterator[LabelledDialogue | Rejected]] = []
+    for path in files:
+        if path.suffix.lower() == ".tsv":
+            labelled.append(read_goemotions(path))
+        elif path.suffix.lower() == ".csv":
+            labelled.append(read_empathetic(path))
+        elif path.name.endswith("dialogues_text.txt"):
+            partner = path.with_name(path.name.replace("dialogues_text.txt", "dialogues_emotion.txt"))
+            if partner.exists():
+                labelled.append(read_dailydialog(path, partner))
+            else:
+                yield skipped("dailydialog_without_emotion_file")
+    for reader in labelled:
+        for item in reader:
+            if isinstance(item, Rejected):
+                yield item
+            else:
+                yield Row("dialogues", make_dialogue(item.source, item.locator, item.turns,
+                                                     split=_gold_or_split(item.turns, options)))
+    for item in chitchat_conversations(options.chitchat_limit):
+        labelled_turns = []
+        for turn in item.turns:
+            if turn.role == "rosie":
+                label = weak_label(turn.text, options.weak_min_confidence)
+                turn = Turn("rosie", turn.text, label.emotion) if label.emotion else Turn("user", turn.text)
+            labelled_turns.append(turn)
+        if any(t.role == "rosie" for t in labelled_turns):
+            yield Row("dialogues", make_dialogue("chitchat_weak", item.locator, labelled_turns,
+                                                 split=split_for(labelled_turns, options.val_permille)))
+        else:
+            yield skipped("weak_labeller_abstained")
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    count: int = 3_000
+    val_permille: int = 100
+    seed: int = 0
+    max_facts: int = 3
+    distractor_conversations: int = 1_000
+
+
+def build_memory(options: MemoryOptions) -> Iterator[Row]:
+    system, _ = load_seed()
+    distractors = list(chitchat_conversations(options.distractor_conversations))
+    for row in memory_dialogues(system, distractors, options.count, options.val_permille, options.seed,
+                                options.max_facts):
+        yield Row("dialogues", row)
+
+
+# -- checks -----------------------------------------------------------------------------------------------
+def dialogue_report(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts that the asset checks read: splits, emotions, empty turns, content shared across splits."""
+    splits: Counter[str] = Counter()
+    emotions: Counter[str] = Counter()
+    empty = 0
+    seen: dict[str, set[str]] = {}
+    for row in rows:
+        splits[row["split"]] += 1
+        turns = turns_of(row)
+        empty += sum(1 for t in turns if not t.text.strip())
+        emotions.update(t.emotion or "neutral" for t in turns if t.role == "rosie")
+        seen.setdefault(content_hash(turns), set()).add(row["split"])
+    leaked = sum(1 for found in seen.values() if len(found) > 1)
+    return {"dialogues": len(rows), "splits": dict(splits), "emotions": dict(emotions), "empty_turns": empty,
+            "leaked_dialogues": leaked}
+
+
+def leaked_dialogues(files: list[Path]) -> int:
+    """Dialogues whose content is in the training split of one dataset and in val/gold of any."""
+    from rosie_pipeline.parquet import iter_rows
+
+    splits: dict[str, set[str]] = {}
+    for path in files:
+        for row in iter_rows(path, columns=["turns", "split"]):
+            splits.setdefault(content_hash(turns_of(row)), set()).add(row["split"])
+    return sum(1 for found in splits.values() if "train" in found and len(found) > 1)

@@ -1,0 +1,172 @@
+"""Dialogue token shards for phases 2 and 3 (the token-shard contract plus per-row columns).
+
+Each Rosie turn becomes one row: the conversation up to and including that turn, rendered in Rosie's
+chat format, padded to ``seq_len + 1``. The loss mask covers that turn (her emotion token, words and
+closing newline) and the token that follows it (the next speaker's token or ``<|endoftext|>``), so the
+model learns to reply and to stop. Columns: ``tokens``, ``loss_mask``, ``emotion`` (index in Rosie's
+emotion list), ``persona``, ``memory`` (token ids of each fact) and ``dialogue_id``. A conversation too
+long for a row loses its earliest turns (the system block stays); rows still too long are cut and
+counted as truncated when any of Rosie's own tokens are cut.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tokenizers import Tokenizer
+
+from rosie_pipeline.atomic import write_json_atomic
+from rosie_pipeline.chat_format import EMOTIONS, EOS, PAD, Turn, render_segments
+from rosie_pipeline.dialogue.schema import turns_of
+from rosie_pipeline.tokenize.shards import _swap_in, file_sha256, token_dtype
+
+
+@dataclass(frozen=True)
+class DialogueShardOptions:
+    seq_len: int = 2048
+    rows_per_shard: int = 20_000
+
+
+@dataclass
+class EncodedRow:
+    tokens: list[int]
+    loss_mask: list[bool]
+    emotion: int
+    persona: int
+    memory: list[list[int]]
+    dialogue_id: str
+    truncated: bool
+
+
+class DialogueEncoder:
+    """Tokenizes each turn once per dialogue, then cuts one row per Rosie turn from the cached pieces."""
+
+    def __init__(self, tokenizer: Tokenizer, seq_len: int) -> None:
+        self.tokenizer = tokenizer
+        self.length = seq_len + 1
+        self.pad = tokenizer.token_to_id(PAD)
+        self.eos = tokenizer.token_to_id(EOS)
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def _pieces(self, turn: Turn) -> list[tuple[list[int], bool]]:
+        return [(self._ids(piece), is_rosie) for piece, is_rosie in render_segments([turn])[:-1]]
+
+    def encode(self, row: dict[str, Any]) -> list[EncodedRow]:
+        turns = turns_of(row)
+        system = [t for t in turns[:1] if t.role == "system"]
+        body = turns[len(system):]
+        system_ids = [i for t in system for ids, _ in self._pieces(t) for i in ids]
+        pieces = [self._pieces(t) for t in body]
+        sizes = [sum(len(ids) for ids, _ in p) for p in pieces]
+        memory = [self._ids(fact) for fact in row.get("memory") or []]
+        rows = []
+        for k, turn in enumerate(body):
+            if turn.role != "rosie":
+                continue
+            terminator = pieces[k + 1][0][0][0] if k + 1 < len(body) else self.eos
+            # the earliest start whose context fits, with the system block, else without it
+            start, prefix = k, system_ids
+            for candidate in range(k + 1):
+                if len(system_ids) + sum(sizes[candidate : k + 1]) + 1 <= self.length:
+                    start = candidate
+                    break
+            else:
+                prefix = system_ids if len(system_ids) + sizes[k] + 1 <= self.length else []
+            ids, mask = list(prefix), [False] * len(prefix)
+            for j in range(start, k + 1):
+                for piece_ids, is_rosie in pieces[j]:
+                    ids += piece_ids
+                    mask += [is_rosie and j == k] * len(piece_ids)
+            ids.append(terminator)
+            mask.append(True)
+            truncated = False
+            if len(ids) > self.length:  # the turn itself does not fit: keep its end
+                truncated = sum(mask) > sum(mask[-self.length :])
+                ids, mask = ids[-self.length :], mask[-self.length :]
+            padding = self.length - len(ids)
+            rows.append(EncodedRow(ids + [self.pad] * padding, mask + [False] * padding,
+                                   EMOTIONS.index(turn.emotion or "neutral"), int(row["persona"]), memory,
+                                   row["id"], truncated))
+        return rows
+
+
+def _schema(length: int, dtype: np.dtype) -> pa.Schema:
+    value_type = pa.uint16() if dtype == np.uint16 else pa.int32()
+    return pa.schema([("tokens", pa.list_(value_type, length)), ("loss_mask", pa.list_(pa.bool_())),
+                      ("emotion", pa.int16()), ("persona", pa.int16()), ("memory", pa.list_(pa.list_(pa.int32()))),
+                      ("dialogue_id", pa.string())])
+
+
+def write_dialogue_shards(dialogues: Iterable[dict[str, Any]], tokenizer: Tokenizer, tokenizer_hash: str,
+                          out_dir: Path, options: DialogueShardOptions) -> dict[str, dict[str, Any]]:
+    """Encode dialogues (each carries its ``split``) into ``out_dir/<split>/``; returns the manifests."""
+    encoder = DialogueEncoder(tokenizer, options.seq_len)
+    dtype = token_dtype(tokenizer.get_vocab_size())
+    schema = _schema(options.seq_len + 1, dtype)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pending: dict[str, list[EncodedRow]] = {}
+    shards: dict[str, list[dict[str, Any]]] = {}
+    stats: dict[str, Counter[str]] = {}
+
+    def flush(split: str) -> None:
+        rows = pending.pop(split, [])
+        if not rows:
+            return
+        folder = tmp / split
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"shard-{len(shards.setdefault(split, [])):05d}.parquet"
+        table = pa.table({
+            "tokens": pa.array([np.asarray(r.tokens, dtype=dtype) for r in rows], schema.field("tokens").type),
+            "loss_mask": [r.loss_mask for r in rows], "emotion": pa.array([r.emotion for r in rows], pa.int16()),
+            "persona": pa.array([r.persona for r in rows], pa.int16()),
+            "memory": pa.array([r.memory for r in rows], pa.list_(pa.list_(pa.int32()))),
+            "dialogue_id": [r.dialogue_id for r in rows],
+        }, schema=schema)
+        pq.write_table(table, folder / name, compression="zstd")
+        tokens = sum(sum(1 for t in r.tokens if t != encoder.pad) for r in rows)
+        shards[split].append({"file": name, "rows": len(rows), "tokens": tokens, "sha256": file_sha256(folder / name)})
+
+    try:
+        for dialogue in dialogues:
+            split = dialogue["split"]
+            counts = stats.setdefault(split, Counter())
+            counts["dialogues"] += 1
+            for row in encoder.encode(dialogue):
+                pending.setdefault(split, []).append(row)
+                counts["rows"] += 1
+                counts["truncated"] += row.truncated
+                counts[f"emotion:{EMOTIONS[row.emotion]}"] += 1
+                if len(pending[split]) >= options.rows_per_shard:
+                    flush(split)
+        for split in list(pending):
+            flush(split)
+        manifests = {}
+        for split, files in shards.items():
+            counts = stats[split]
+            manifests[split] = {
+                "dataset": "dialogue", "split": split, "seq_len": options.seq_len, "row_length": options.seq_len + 1,
+                "dtype": np.dtype(dtype).name, "vocab_size": tokenizer.get_vocab_size(), "pad_id": encoder.pad,
+                "eos_id": tokenizer.token_to_id(EOS), "tokenizer_sha256": tokenizer_hash,
+                "dialogues": counts["dialogues"], "rows": counts["rows"], "tokens": sum(s["tokens"] for s in files),
+                "truncated_rows": counts["truncated"],
+                "emotions": {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("emotion:")},
+                "shards": files,
+            }
+            write_json_atomic(tmp / split / "manifest.json", manifests[split])
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _swap_in(tmp, out_dir)
+    return manifests

@@ -1,0 +1,195 @@
+import base64
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from rosie_pipeline.chat_format import EMOTIONS, Turn, as_messages, render_text
+from rosie_pipeline.curate.dedup import DedupIndex, DedupOptions
+from rosie_pipeline.dialogue.emotion import read_dailydialog, read_empathetic, read_goemotions, weak_label
+from rosie_pipeline.dialogue.importers import (
+    Imported,
+    PersonaRegistry,
+    chitchat_conversations,
+    read_characterai,
+    read_card,
+    read_landing_file,
+    read_sillytavern,
+)
+from rosie_pipeline.dialogue.memory import memory_dialogues
+from rosie_pipeline.dialogue.personality import load_seed, personality_dialogues
+from rosie_pipeline.dialogue.schema import content_hash, make_dialogue, turns_of
+from rosie_pipeline.ingest.records import Rejected
+from rosie_pipeline.tokenize.dialogue_shards import DialogueEncoder, DialogueShardOptions, write_dialogue_shards
+from rosie_pipeline.tokenize.tokenizer import TokenizerOptions, load_tokenizer, save_tokenizer, train_tokenizer
+from tests.fixtures import png_with_text
+
+SYSTEM, SEED = load_seed()
+CONVERSATION = [Turn("system", "You are Rosie."), Turn("user", "Hello!"), Turn("rosie", "Hey there! ✨", "happy"),
+                Turn("event", "drag"), Turn("rosie", "Eep! Where are we going?", "surprised")]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tok")
+    rows = list(personality_dialogues(SYSTEM, SEED, 300, 50))
+    texts = [render_text(turns_of(r)) for r in rows]
+    save_tokenizer(train_tokenizer(iter(texts), TokenizerOptions(vocab_size=800)), folder, TokenizerOptions())
+    return folder
+
+
+def test_chat_template_renders_exactly_like_the_python_renderer(tokenizer_dir):
+    from transformers import PreTrainedTokenizerFast
+
+    hf = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
+    for memory, prompt in [(None, False), (["The user's name is Sam."], False), (None, True)]:
+        expected = render_text(CONVERSATION, memory, add_generation_prompt=prompt)
+        rendered = hf.apply_chat_template(as_messages(CONVERSATION), tokenize=False, add_generation_prompt=prompt,
+                                          memory=memory)
+        assert rendered == expected
+    assert expected.endswith("<|rosie|>")
+    with pytest.raises(ValueError):
+        Turn("rosie", "hi", "grumpy")
+    with pytest.raises(ValueError):
+        Turn("event", "juggle")
+
+
+def test_personality_expansion_is_varied_and_split():
+    rows = list(personality_dialogues(SYSTEM, SEED, 2_000, 50))
+    assert len(rows) == 2_000 and len(SEED) >= 70
+    index = DedupIndex(None, DedupOptions())  # an independent pass: no near-duplicate pairs survive
+    assert all(index.check(r["id"], "\n".join(t["text"] or t["event"] for t in r["turns"][1:])).kind == "unique" for r in rows)
+    emotions = {t["emotion"] for r in rows for t in r["turns"] if t["speaker"] == "rosie"}
+    assert emotions == set(EMOTIONS)
+    share = sum(r["split"] == "val" for r in rows) / len(rows)
+    assert 0.02 < share < 0.09
+    seed_text = SEED[0].turns[-1].text
+    assert any(t["text"] == seed_text for r in rows for t in r["turns"])
+
+
+def test_sillytavern_log(tmp_path):
+    log = tmp_path / "chat.jsonl"
+    log.write_text("\n".join([
+        json.dumps({"user_name": "Dana", "character_name": "Bella", "create_date": "2024-01-01"}),
+        json.dumps({"name": "Dana", "is_user": True, "mes": "Hi Bella, mail me at dana@example.org!"}),
+        json.dumps({"name": "Bella", "is_user": False, "mes": "Hello Dana! I'm so happy to see you!"}),
+        "{broken",
+        json.dumps({"name": "Bella", "is_user": False}),
+    ]))
+    items = list(read_sillytavern(log))
+    dialogues = [i for i in items if isinstance(i, Imported)]
+    assert sorted(i.reason for i in items if isinstance(i, Rejected)) == ["invalid_json", "missing_fields"]
+    [dialogue] = dialogues
+    assert dialogue.turns[0] == Turn("user", "Hi Rosie, mail me at user@example.com!")
+    assert dialogue.turns[1] == Turn("rosie", "Hello You! I'm so happy to see you!", "happy")
+
+
+def test_character_cards_json_and_png(tmp_path):
+    card = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {
+        "name": "Captain Fizz", "first_mes": "Ahoy! I'm Captain Fizz.",
+        "mes_example": "<START>\n{{user}}: What do you do?\n{{char}}: I sail the seas, of course!"}}
+    (tmp_path / "fizz.json").write_text(json.dumps(card))
+    (tmp_path / "fizz.png").write_bytes(png_with_text({"chara": base64.b64encode(json.dumps(card).encode())}))
+    (tmp_path / "plain.png").write_bytes(png_with_text({"Comment": b"just a picture"}))
+    registry = PersonaRegistry(tmp_path / "personas.json")
+    from_json = [i for i in read_card(tmp_path / "fizz.json", registry) if isinstance(i, Imported)]
+    from_png = [i for i in read_card(tmp_path / "fizz.png", registry) if isinstance(i, Imported)]
+    assert [t.text for i in from_json for t in i.turns] == [t.text for i in from_png for t in i.turns] == [
+        "Ahoy! I'm Rosie.", "What do you do?", "I sail the seas, of course!"]
+    assert {i.persona for i in from_json} == {1} and registry.ids == {"Rosie": 0, "Captain Fizz": 1}
+    [problem] = list(read_card(tmp_path / "plain.png", registry))
+    assert problem.reason == "png_without_card"
+
+
+def test_characterai_dump_and_dispatch(tmp_path):
+    dump = {"info": {"character": {"name": "Sage"}}, "histories": {"histories": [{"msgs": [
+        {"src": {"name": "Kim", "is_human": True}, "text": "Hey Sage, I'm Kim."},
+        {"src": {"name": "Sage", "is_human": False}, "text": "Hi Kim! Lovely to meet you, thanks for coming."},
+        {"src": {}, "text": "no speaker"}]}]}}
+    path = tmp_path / "cai.json"
+    path.write_text(json.dumps(dump))
+    (tmp_path / "junk.json").write_text("not json")
+    registry = PersonaRegistry(tmp_path / "personas.json")
+    items = list(read_landing_file(path, registry))
+    [dialogue] = [i for i in items if isinstance(i, Imported)]
+    assert [t.text for t in dialogue.turns] == ["Hey Rosie, I'm You.", "Hi You! Lovely to meet you, thanks for coming."]
+    assert [i.reason for i in items if isinstance(i, Rejected)] == ["missing_fields"]
+    assert [i.reason for i in read_landing_file(tmp_path / "junk.json", registry)] == ["invalid_json"]
+    assert read_characterai(path, registry)
+
+
+def test_chitchat_is_real_and_alternates():
+    conversations = list(chitchat_conversations(limit=50))
+    assert len(conversations) == 50
+    for item in conversations:
+        assert item.turns[0].role == "user" and all(t.text for t in item.turns)
+
+
+def test_emotion_readers_map_labels_and_count_bad_rows(tmp_path):
+    (tmp_path / "goemotions.tsv").write_text("I love this so much!\t18\tc1\nWhat is going on?\t6,27\tc2\n"
+                                             "bad line without labels\nWeird\t99\tc3\n")
+    items = list(read_goemotions(tmp_path / "goemotions.tsv"))
+    assert [(i.turns[0].text, i.turns[0].emotion) for i in items if not isinstance(i, Rejected)] == [
+        ("I love this so much!", "love"), ("What is going on?", "curious")]
+    assert sorted(i.reason for i in items if isinstance(i, Rejected)) == ["goemotions_bad_line", "unknown_label"]
+
+    (tmp_path / "dialogues_text.txt").write_text("Hi . __eou__ Oh no , I lost my keys ! __eou__\nA __eou__\n")
+    (tmp_path / "dialogues_emotion.txt").write_text("0 5\n0 0\n")
+    items = list(read_dailydialog(tmp_path / "dialogues_text.txt", tmp_path / "dialogues_emotion.txt"))
+    assert items[0].turns == [Turn("user", "Hi ."), Turn("rosie", "Oh no , I lost my keys !", "sad")]
+    assert items[1].reason == "dailydialog_mismatch"
+
+    (tmp_path / "train.csv").write_text(
+        "conv_id,utterance_idx,context,prompt,speaker_idx,utterance,selfeval,tags\n"
+        "hit:1,1,terrified,x,1,I heard a noise at night_comma_ so scary,,\n"
+        "hit:1,2,terrified,x,2,Oh no! Are you okay?,,\n"
+        "hit:2,1,bewildered,x,1,Huh,,\n")
+    items = list(read_empathetic(tmp_path / "train.csv"))
+    assert items[0].turns[0].text == "I heard a noise at night, so scary"
+    assert items[0].turns[1] == Turn("rosie", "Oh no! Are you okay?", "scared")
+    assert items[1].reason == "unknown_label"
+
+
+def test_weak_labeller_abstains_when_unsure():
+    assert weak_label("Yay, this is awesome!").emotion == "happy"
+    assert weak_label("I'm so scared and worried").emotion == "scared"
+    assert weak_label("The table is brown.").emotion is None
+    assert weak_label("happy but also sad").emotion is None
+
+
+def test_memory_dialogues_keep_facts_out_of_the_turns():
+    distractors = list(chitchat_conversations(limit=30))
+    rows = list(memory_dialogues(SYSTEM, distractors, 200, 100))
+    for row in rows:
+        text = " ".join(t["text"] for t in row["turns"])
+        assert row["memory"] and not any(fact in text for fact in row["memory"])
+        assert row["turns"][-2]["speaker"] == "user" and row["turns"][-1]["speaker"] == "rosie"
+        assert row["turns"][-3]["speaker"] in ("system", "rosie")  # distractors end on Rosie's turn
+    assert {r["split"] for r in rows} == {"train", "val"}
+
+
+def test_dialogue_shards_mask_one_rosie_turn_per_row(tokenizer_dir, tmp_path):
+    tokenizer = load_tokenizer(tokenizer_dir)
+    dialogue = make_dialogue("test", "d1", CONVERSATION, persona=2, memory=["The user's name is Sam."], split="train")
+    rows = DialogueEncoder(tokenizer, 64).encode(dialogue)
+    assert len(rows) == 2
+    masked = [tokenizer.decode([t for t, m in zip(r.tokens, r.loss_mask) if m], skip_special_tokens=False)
+              for r in rows]
+    assert masked == ["<|emotion:happy|>Hey there! ✨\n<|event:drag|>", "<|emotion:surprised|>Eep! Where are we going?\n<|endoftext|>"]
+    assert [EMOTIONS[r.emotion] for r in rows] == ["happy", "surprised"] and rows[0].persona == 2
+    assert tokenizer.decode(rows[0].memory[0]) == "The user's name is Sam."
+    whole = tokenizer.encode(render_text(CONVERSATION), add_special_tokens=False).ids
+    assert [t for t in rows[1].tokens if t != tokenizer.token_to_id("<|pad|>")] == whole  # same ids as one string
+
+    short = DialogueEncoder(tokenizer, 12).encode(dialogue)  # too long: context dropped, then the turn cut
+    assert all(len(r.tokens) == 13 for r in short) and any(r.truncated for r in short)
+
+    rows = [make_dialogue("t", str(i), CONVERSATION[:3] if i % 2 else CONVERSATION, split=("train", "val")[i % 2])
+            for i in range(20)]
+    manifests = write_dialogue_shards(rows, tokenizer, "sha", tmp_path / "ds", DialogueShardOptions(seq_len=48))
+    assert manifests["train"]["rows"] == 20 and manifests["val"]["rows"] == 10
+    table = pq.read_table(tmp_path / "ds" / "train" / manifests["train"]["shards"][0]["file"])
+    assert table.column_names == ["tokens", "loss_mask", "emotion", "persona", "memory", "dialogue_id"]
+    assert content_hash(CONVERSATION) != content_hash(CONVERSATION[:3])
+    assert Path(tmp_path / "ds" / "val" / "manifest.json").exists()
