@@ -6,12 +6,13 @@ import dagster as dg
 import polars as pl
 
 from dagster_project.assets.curate import CURATE_ASSETS
+from dagster_project.assets.dialogue import DIALOGUE_ASSETS
 from dagster_project.assets.ingest import INGEST_ASSETS
 from dagster_project.assets.tokenize import TOKENIZE_ASSETS
 from dagster_project.resources import RosieHomeResource
 from rosie_pipeline.tokenize.tokenizer import load_tokenizer
 
-ALL = [*INGEST_ASSETS, *CURATE_ASSETS, *TOKENIZE_ASSETS]
+ALL = [*INGEST_ASSETS, *CURATE_ASSETS, *TOKENIZE_ASSETS, *DIALOGUE_ASSETS]
 SMALL = {"ops": {"rosie_tokenizer": {"config": {"vocab_size": 400}},
                  "pretrain_shards": {"config": {"seq_len": 15, "val_permille": 300}}}}
 
@@ -31,7 +32,7 @@ def _ingest_everything(instance, home):
 
 def test_curate_and_tokenize_groups(home, instance):
     _ingest_everything(instance, home)
-    selection = [a.key.to_user_string() for a in CURATE_ASSETS + TOKENIZE_ASSETS]
+    selection = [a.key.to_user_string() for a in CURATE_ASSETS] + ["rosie_tokenizer", "pretrain_shards"]
     result = _materialize(instance, home, selection, run_config=SMALL)
     assert result.success
     checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
