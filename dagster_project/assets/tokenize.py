@@ -1,5 +1,7 @@
 """Tokenize group: rosie_tokenizer (byte-level BPE with Rosie's special tokens) -> pretrain_shards."""
 
+from typing import Any
+
 import dagster as dg
 
 from dagster_project.assets.curate import deduplicated_documents
@@ -7,6 +9,7 @@ from dagster_project.assets.dialogue import DIALOGUE_ASSETS
 from dagster_project.config import dataclass_from_config, md_table
 from dagster_project.resources import RosieHomeResource
 from rosie_pipeline.chat_format import SPECIAL_TOKENS
+from rosie_pipeline.paths import RosieHome
 from rosie_pipeline.dialogue.datasets import leaked_dialogues
 from rosie_pipeline.tokenize.build import (
     build_dialogue_shards,
@@ -73,6 +76,17 @@ def rosie_tokenizer(
     )
 
 
+def _verify(home: RosieHome, asset_name: str, manifests: dict[str, Any]) -> list[str]:
+    """Problems found re-checking every split's shards against their sha256 and the current tokenizer."""
+    problems = []
+    for split in manifests:
+        try:
+            verify_split(home.asset_dir(asset_name) / split, tokenizer_sha256(home.tokenizer))
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 class ShardConfig(dg.Config):
     seq_len: int = 2048
     val_permille: int = 10
@@ -99,12 +113,7 @@ def pretrain_shards(context: dg.AssetExecutionContext, config: ShardConfig, rosi
     manifests, rebuilt = build_pretrain_shards(home, options, config.force)
     context.log.info(("built" if rebuilt else "kept unchanged") + " shards: " +
                      ", ".join(f"{s} {m['tokens']:,} tokens in {len(m['shards'])} shards" for s, m in manifests.items()))
-    problems = []
-    for split in manifests:
-        try:
-            verify_split(home.asset_dir("pretrain_shards") / split, tokenizer_sha256(home.tokenizer))
-        except ValueError as exc:
-            problems.append(str(exc))
+    problems = _verify(home, "pretrain_shards", manifests)
     rows = [[s, m["documents"], m["rows"], m["tokens"], m["tokens_dropped"], len(m["shards"]), m["dtype"]]
             for s, m in manifests.items()]
     train, val = manifests["train"], manifests["val"]
@@ -159,12 +168,7 @@ def dialogue_shards(context: dg.AssetExecutionContext, config: DialogueShardConf
     home = rosie.home
     options = dataclass_from_config(config, DialogueShardOptions)
     manifests, rebuilt = build_dialogue_shards(home, options, config.force)
-    problems = []
-    for split in manifests:
-        try:
-            verify_split(home.asset_dir("dialogue_shards") / split, tokenizer_sha256(home.tokenizer))
-        except ValueError as exc:
-            problems.append(str(exc))
+    problems = _verify(home, "dialogue_shards", manifests)
     rows = sum(m["rows"] for m in manifests.values())
     truncated = sum(m["truncated_rows"] for m in manifests.values())
     leaked = leaked_dialogues(dialogue_files(home))

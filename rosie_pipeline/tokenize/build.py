@@ -8,7 +8,7 @@ options changed since the last build (recorded in ``build.json``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,21 +97,27 @@ def build_tokenizer(home: RosieHome, options: TokenizerOptions, sample_chars: in
     return TokenizerBuild(sha, tokenizer.get_vocab_size(), True, sampled)
 
 
+def _rebuild_if_changed(out_dir: Path, tokenizer_dir: Path, files: list[Path], options: Any, force: bool,
+                       build: Callable[[str], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """Run ``build(tokenizer_hash)`` unless the inputs, tokenizer and options match the last build."""
+    tokenizer_hash = tokenizer_sha256(tokenizer_dir)
+    wanted = {"inputs": fingerprint(files), "tokenizer_sha256": tokenizer_hash, "options": dataclasses.asdict(options)}
+    previous = read_json(out_dir / "build.json")
+    if not force and previous and {k: previous.get(k) for k in wanted} == wanted:
+        return previous["manifests"], False
+    manifests = build(tokenizer_hash)
+    write_json_atomic(out_dir / "build.json", {**wanted, "manifests": manifests})
+    return manifests, True
+
+
 def build_pretrain_shards(home: RosieHome, options: ShardOptions, force: bool) -> tuple[dict[str, Any], bool]:
     """(manifests by split, whether they were rebuilt now)."""
     out_dir = home.asset_dir("pretrain_shards")
     files = deduplicated_files(home)
     if not files:
         raise ValueError("no deduplicated documents: materialize deduplicated_documents first")
-    tokenizer_hash = tokenizer_sha256(home.tokenizer)
-    wanted = {"inputs": fingerprint(files), "tokenizer_sha256": tokenizer_hash, "options": dataclasses.asdict(options)}
-    build = read_json(out_dir / "build.json")
-    if not force and build and {k: build.get(k) for k in wanted} == wanted:
-        return build["manifests"], False
-    manifests = write_shards(iter_documents(files), load_tokenizer(home.tokenizer), tokenizer_hash, out_dir, options)
-    write_json_atomic(out_dir / "build.json", {**wanted, "manifests": manifests})
-    return manifests, True
-
+    return _rebuild_if_changed(out_dir, home.tokenizer, files, options, force, lambda tokenizer_hash: write_shards(
+        iter_documents(files), load_tokenizer(home.tokenizer), tokenizer_hash, out_dir, options))
 
 DIALOGUE_ASSETS = ("personality_dialogues", "emotion_dialogues", "memory_dialogues")
 
@@ -126,12 +132,6 @@ def build_dialogue_shards(home: RosieHome, options: DialogueShardOptions, force:
     files = dialogue_files(home)
     if not files:
         raise ValueError("no dialogues: materialize the dialogue group first")
-    tokenizer_hash = tokenizer_sha256(home.tokenizer)
-    wanted = {"inputs": fingerprint(files), "tokenizer_sha256": tokenizer_hash, "options": dataclasses.asdict(options)}
-    build = read_json(out_dir / "build.json")
-    if not force and build and {k: build.get(k) for k in wanted} == wanted:
-        return build["manifests"], False
     rows = (row for path in files for row in iter_rows(path))
-    manifests = write_dialogue_shards(rows, load_tokenizer(home.tokenizer), tokenizer_hash, out_dir, options)
-    write_json_atomic(out_dir / "build.json", {**wanted, "manifests": manifests})
-    return manifests, True
+    return _rebuild_if_changed(out_dir, home.tokenizer, files, options, force, lambda tokenizer_hash: write_dialogue_shards(
+        rows, load_tokenizer(home.tokenizer), tokenizer_hash, out_dir, options))
