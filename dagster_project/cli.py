@@ -12,14 +12,19 @@ from pathlib import Path
 from rosie_pipeline.paths import RosieHome
 
 
-#: Sizes that suit the demo's small sample: a small vocabulary, short rows, a larger validation share.
-DEMO_CONFIG = {
+#: Sizes that suit the demo's small sample on a 2-core CPU: a small vocabulary, short rows, a larger
+#: validation share, and the tiny preset trained for a few minutes in all.
+DEMO_CONFIG: dict[str, dict[str, object]] = {
     "rosie_tokenizer": {"vocab_size": 4096},
     "pretrain_shards": {"seq_len": 128, "val_permille": 200},
     "personality_dialogues": {"target": 3000, "chitchat_limit": 500},
     "emotion_dialogues": {"chitchat_limit": 1000},
     "memory_dialogues": {"count": 1000, "distractor_conversations": 300},
-    "dialogue_shards": {"seq_len": 256},
+    "dialogue_shards": {"seq_len": 128},
+    "base_model": {"steps": 60},
+    "personality_model": {"steps": 500},
+    "rosie_model": {"steps": 300, "lr": 0.01},
+    "model_evaluation": {"val_permille": 200},
 }
 
 
@@ -61,7 +66,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     home = RosieHome.from_env(args.home)
     home.create_layout()
-    print("rosie demo: fetching a small real sample (pywb's WARC captures, from PyPI)", flush=True)
+    print("rosie demo: landing a small real sample (pywb's WARC captures from PyPI; conversations from the "
+          "chitchat-dataset package) and running the whole graph with the tiny preset on CPU", flush=True)
     warcs = pywb_sample_warcs()
     for name in PYWB_DEMO_WARCS:
         target = home.landing_dir("common_crawl") / name
@@ -70,9 +76,11 @@ def _demo(args: argparse.Namespace) -> int:
     status = _run(argparse.Namespace(home=args.home, selection=None), DEMO_CONFIG)
     if status == 0:
         print(
-            f"rosie demo: done. Curated documents: {home.lake}/deduplicated_documents; curation report: "
-            f"{home.lake}/curation_report/report.md; tokenizer: {home.tokenizer}; token shards: "
-            f"{home.lake}/pretrain_shards. Browse the runs with `make ui`.\n"
+            "rosie demo: done.\n"
+            f"  model:       {home.models / 'rosie_model'} (registered in MLflow as models:/rosie@champion)\n"
+            f"  evaluation:  {home.lake / 'model_evaluation' / 'results.json'}\n"
+            f"  curation:    {home.lake / 'curation_report' / 'report.md'}\n"
+            "  look around: `make ui` (Dagster on http://127.0.0.1:3000, MLflow on http://127.0.0.1:5000)\n"
             "Books and Reddit dumps you drop into landing/books and landing/reddit are picked up the same way."
         )
     return status
@@ -92,17 +100,36 @@ def _download_cc(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    import shutil
+    """The Dagster UI and the MLflow UI on 127.0.0.1, both on this Rosie home, until Ctrl-C."""
+    import signal
+    import subprocess
+    import time
 
     from dagster_project.headless import prepare_home
+    from dagster_project.training_report import tracking_uri
 
     home = RosieHome.from_env(args.home)
     prepare_home(home)
-    dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
+    bin_dir = Path(sys.executable).parent
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
-    print(f"rosie: Dagster UI on http://{args.host}:{args.port} (home {home.root})", flush=True)
-    os.execv(dagster, [dagster, "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)])
-    return 0  # not reached: execv replaces this process
+    mlflow = [str(bin_dir / "mlflow"), "ui", "--backend-store-uri", tracking_uri(home), "--default-artifact-root",
+              (home.mlflow / "artifacts").as_uri(), "--host", args.host, "--port", str(args.mlflow_port)]
+    dagster = [str(bin_dir / "dagster"), "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
+    print(f"rosie: Dagster UI on http://{args.host}:{args.port}, MLflow UI on http://{args.host}:{args.mlflow_port} "
+          f"(home {home.root}); Ctrl-C stops both", flush=True)
+    processes = [subprocess.Popen(mlflow), subprocess.Popen(dagster)]
+    try:
+        while all(p.poll() is None for p in processes):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+    return 0 if all(p.returncode in (0, -signal.SIGTERM) for p in processes) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="start the Dagster web UI on this Rosie home")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--mlflow-port", type=int, default=5000)
     ui.set_defaults(func=_ui)
 
     download = commands.add_parser("download-cc", help="download Common Crawl WARC/WET files into landing/")

@@ -195,11 +195,18 @@ class Rosie(nn.Module):
         return self.rope_cos[start : start + length], self.rope_sin[start : start + length]
 
     def encode_memory(self, fact_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(batch, facts, tokens) of token ids, ``pad_id`` for padding -> (memory vectors, which facts exist)."""
-        present = fact_ids != self.config.pad_id
-        embedded = self.tok_emb(fact_ids) * present.unsqueeze(-1)
-        counts = present.sum(-1, keepdim=True).clamp(min=1)
-        return self.memory_proj(embedded.sum(-2) / counts), present.any(-1)
+        """(batch, facts, tokens) of token ids, ``pad_id`` for padding -> (memory bank, which slots exist).
+
+        Each fact is read by the model's own trunk (causally, without memory or persona), so the vector
+        at "blue" in "The user's favourite colour is blue." already knows it is the favourite colour;
+        the bank keeps one such vector per fact token, projected, and memory attention picks from it.
+        """
+        batch, facts, width = fact_ids.shape
+        flat = fact_ids.reshape(batch * facts, width)
+        present = flat != self.config.pad_id
+        hidden = self(flat)
+        bank = self.memory_proj(hidden)
+        return bank.reshape(batch, facts * width, -1), present.reshape(batch, facts * width)
 
     def forward(
         self,
@@ -228,9 +235,14 @@ class Rosie(nn.Module):
         return F.linear(hidden, self.tok_emb.weight)  # tied with the input embedding
 
     def emotion_logits(self, hidden: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:
-        """Mean of the hidden states over Rosie's turn (``turn_mask``), classified into emotions."""
-        weights = turn_mask.to(hidden.dtype).unsqueeze(-1)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        """The emotion of Rosie's turn, read where her turn starts (the first position of ``turn_mask``).
+
+        Her turn opens with an ``<|emotion:…|>`` token; any position after it could simply copy that
+        token, so the classifier reads the state that decides it: the context up to ``<|rosie|>``.
+        That is also when the avatar needs to know how she feels — before she speaks.
+        """
+        first = turn_mask & (turn_mask.cumsum(dim=1) == 1)
+        pooled = (hidden * first.to(hidden.dtype).unsqueeze(-1)).sum(1)
         return self.emotion_head(pooled)
 
     def num_parameters(self) -> int:

@@ -73,6 +73,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
     emotion_loss_weight: float = 0.5
+    gate_lr_scale: float = 30.0
     dtype: str = "auto"
     compile: bool = False
     gradient_checkpointing: bool = False
@@ -197,9 +198,16 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW; matrices decay, vectors do not, and the memory gates (one number each, starting at zero)
+    learn ``gate_lr_scale`` times faster so memory attention can open within a short phase."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    gates = [p for n, p in named if n.endswith("memory.gate")]
+    decay = [p for n, p in named if p.dim() >= 2]
+    no_decay = [p for n, p in named if p.dim() < 2 and not n.endswith("memory.gate")]
+    groups = [{"params": decay, "weight_decay": config.weight_decay, "lr_scale": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
+              {"params": gates, "weight_decay": 0.0, "lr_scale": config.gate_lr_scale}]
+    groups = [g for g in groups if g["params"]]
     return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), fused=device.type == "cuda")
 
 
@@ -365,7 +373,7 @@ def train(config: TrainConfig) -> TrainResult:
         model.train()
         while step < config.steps:
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config, step)
+                group["lr"] = learning_rate(config, step) * group.get("lr_scale", 1.0)
             parts: dict[str, float] = {}
             for micro in range(config.grad_accum):
                 batch, position = next(batches)

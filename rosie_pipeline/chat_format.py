@@ -29,6 +29,12 @@ USER = "<|user|>"
 ROSIE = "<|rosie|>"
 MEMORY = "<|memory|>"
 
+#: Rosie's persona as the system block of every conversation (also written to tokenizer_config.json).
+ROSIE_SYSTEM_PROMPT = (
+    "You are Rosie, a small, playful and kind companion who lives on the user's desktop. You are curious, "
+    "warm and a little cheeky, you keep replies short, and you show how you feel."
+)
+
 #: States Rosie's avatar can show; every Rosie turn starts with one.
 EMOTIONS = ("neutral", "happy", "excited", "love", "surprised", "curious", "shy", "sad", "angry", "scared")
 #: Desktop interactions that reach Rosie as events.

@@ -29,14 +29,16 @@ def _train(tmp_path, phase, data, steps=3):
 
 def test_pipeline_shards_train_all_three_phases(tmp_path):
     system, seed = load_seed()
-    dialogues = list(personality_dialogues(system, seed, 200, 50))
-    dialogues += list(memory_dialogues(system, list(chitchat_conversations(limit=20)), 60, 100))
+    personality = list(personality_dialogues(system, seed, 200, 50))
+    memory = list(memory_dialogues(system, list(chitchat_conversations(limit=20)), 60, 100))
+    dialogues = personality + memory
     texts = [(d["id"], render_text(turns_of(d))) for d in dialogues]
     tokenizer = train_tokenizer((t for _, t in texts), TokenizerOptions(vocab_size=500))
     sha = save_tokenizer(tokenizer, tmp_path / "tok", TokenizerOptions())
     write_shards(texts, tokenizer, sha, tmp_path / "pretrain", ShardOptions(seq_len=63))
-    write_dialogue_shards(dialogues, tokenizer, sha, tmp_path / "dialogue", DialogueShardOptions(seq_len=63))
+    write_dialogue_shards({"personality": personality, "emotion_memory": memory}, tokenizer, sha,
+                          tmp_path / "dialogue", DialogueShardOptions(seq_len=63))
     _train(tmp_path, "base", tmp_path / "pretrain")
-    personality = _train(tmp_path, "personality", tmp_path / "dialogue")
-    final = _train(tmp_path, "emotion_memory", tmp_path / "dialogue")
-    assert personality["final_loss"] > 0 and final["weights"].endswith("final.safetensors")
+    phase2 = _train(tmp_path, "personality", tmp_path / "dialogue" / "personality")
+    phase3 = _train(tmp_path, "emotion_memory", tmp_path / "dialogue" / "emotion_memory")
+    assert phase2["final_loss"] > 0 and phase3["weights"].endswith("final.safetensors")

@@ -161,26 +161,32 @@ class DialogueShardConfig(dg.Config):
                           description="Every shard matches its sha256 and the current tokenizer."),
     ],
     description="Dialogues rendered in Rosie's chat format, one row per Rosie turn (loss on that turn), with "
-    "emotion, persona and tokenized memory columns; train/val/gold splits.",
+    "emotion, persona and tokenized memory columns: personality/ for phase 2, emotion_memory/ for phase 3, "
+    "each with train/val (and gold) splits.",
 )
 def dialogue_shards(context: dg.AssetExecutionContext, config: DialogueShardConfig,
                     rosie: RosieHomeResource) -> dg.MaterializeResult:
     home = rosie.home
     options = dataclass_from_config(config, DialogueShardOptions)
     manifests, rebuilt = build_dialogue_shards(home, options, config.force)
-    problems = _verify(home, "dialogue_shards", manifests)
-    rows = sum(m["rows"] for m in manifests.values())
-    truncated = sum(m["truncated_rows"] for m in manifests.values())
+    problems = [p for phase, splits in manifests.items() for p in _verify(home, f"dialogue_shards/{phase}", splits)]
+    flat = {(phase, split): m for phase, splits in manifests.items() for split, m in splits.items()}
+    rows = sum(m["rows"] for m in flat.values())
+    truncated = sum(m["truncated_rows"] for m in flat.values())
     leaked = leaked_dialogues(dialogue_files(home))
-    train_emotions = manifests.get("train", {}).get("emotions", {})
-    table = [[s, m["dialogues"], m["rows"], m["tokens"], m["truncated_rows"], len(m["shards"])] for s, m in manifests.items()]
+    thin = [f"{phase}/train: {len(splits.get('train', {}).get('emotions', {}))} emotions"
+            for phase, splits in manifests.items() if len(splits.get("train", {}).get("emotions", {})) < config.min_emotions]
+    table = [[f"{phase}/{split}", m["dialogues"], m["rows"], m["tokens"], m["truncated_rows"], len(m["shards"])]
+             for (phase, split), m in flat.items()]
     context.log.info(("built" if rebuilt else "kept unchanged") + f" dialogue shards: {rows:,} rows, "
                      f"{truncated:,} truncated")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,
-            "splits": dg.MetadataValue.md(md_table(["split", "dialogues", "rows", "tokens", "truncated", "shards"], table)),
-            "train_emotions": dg.MetadataValue.json(train_emotions),
+            "splits": dg.MetadataValue.md(md_table(["phase/split", "dialogues", "rows", "tokens", "truncated", "shards"],
+                                                   table)),
+            "train_emotions": dg.MetadataValue.json({phase: splits.get("train", {}).get("emotions", {})
+                                                     for phase, splits in manifests.items()}),
             "seq_len": options.seq_len,
             "rebuilt": rebuilt,
             "path": dg.MetadataValue.path(str(home.asset_dir("dialogue_shards"))),
@@ -189,8 +195,8 @@ def dialogue_shards(context: dg.AssetExecutionContext, config: DialogueShardConf
             dg.AssetCheckResult(check_name="truncation", passed=truncated <= config.max_truncated_share * rows,
                                 metadata={"truncated_rows": truncated, "share": round(truncated / rows, 4) if rows else 0.0}),
             dg.AssetCheckResult(check_name="no_leakage", passed=leaked == 0, metadata={"leaked_dialogues": leaked}),
-            dg.AssetCheckResult(check_name="label_distribution", passed=len(train_emotions) >= config.min_emotions,
-                                metadata={"emotions_in_train": len(train_emotions)}),
+            dg.AssetCheckResult(check_name="label_distribution", passed=not thin,
+                                metadata={"too_few_emotions": "; ".join(thin) or "none"}),
             dg.AssetCheckResult(check_name="integrity", passed=not problems,
                                 metadata={"problems": "; ".join(problems) or "none"}),
         ],

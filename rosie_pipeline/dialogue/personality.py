@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from rosie_pipeline.chat_format import Turn
+from rosie_pipeline.chat_format import ROSIE_SYSTEM_PROMPT, Turn
 from rosie_pipeline.curate.dedup import DedupIndex, DedupOptions
 from rosie_pipeline.dialogue.schema import content_hash, make_dialogue, split_for
 
@@ -45,7 +45,7 @@ def load_seed() -> tuple[str, list[Exchange]]:
             else:
                 turns.append(Turn("rosie", item["rosie"], item.get("emotion", "neutral")))
         exchanges.append(Exchange(example["category"], tuple(turns)))
-    return payload["persona"]["system"], exchanges
+    return ROSIE_SYSTEM_PROMPT, exchanges
 
 
 NAMES = ("Sam", "Alex", "Mia", "Noah", "Lena", "Omar", "Priya", "Jonas", "Yuki", "Chloe", "Mateo", "Aisha", "Finn",

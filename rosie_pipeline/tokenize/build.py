@@ -17,7 +17,7 @@ from rosie_pipeline.atomic import read_json, write_json_atomic
 from rosie_pipeline.parquet import iter_rows
 from rosie_pipeline.paths import RosieHome
 from rosie_pipeline.step import committed_outputs, fingerprint
-from rosie_pipeline.tokenize.dialogue_shards import DialogueShardOptions, write_dialogue_shards
+from rosie_pipeline.tokenize.dialogue_shards import PHASE_DATASETS, DialogueShardOptions, write_dialogue_shards
 from rosie_pipeline.tokenize.shards import ShardOptions, write_shards
 from rosie_pipeline.tokenize.tokenizer import (
     TokenizerOptions,
@@ -119,7 +119,7 @@ def build_pretrain_shards(home: RosieHome, options: ShardOptions, force: bool) -
     return _rebuild_if_changed(out_dir, home.tokenizer, files, options, force, lambda tokenizer_hash: write_shards(
         iter_documents(files), load_tokenizer(home.tokenizer), tokenizer_hash, out_dir, options))
 
-DIALOGUE_ASSETS = ("personality_dialogues", "emotion_dialogues", "memory_dialogues")
+DIALOGUE_ASSETS = tuple(name for names in PHASE_DATASETS.values() for name in names)
 
 
 def dialogue_files(home: RosieHome) -> list[Path]:
@@ -127,11 +127,13 @@ def dialogue_files(home: RosieHome) -> list[Path]:
 
 
 def build_dialogue_shards(home: RosieHome, options: DialogueShardOptions, force: bool) -> tuple[dict[str, Any], bool]:
-    """(manifests by split, whether they were rebuilt now)."""
+    """(manifests by phase and split, whether they were rebuilt now)."""
     out_dir = home.asset_dir("dialogue_shards")
     files = dialogue_files(home)
     if not files:
         raise ValueError("no dialogues: materialize the dialogue group first")
-    rows = (row for path in files for row in iter_rows(path))
+    groups = {phase: (row for name in names if (path := home.asset_dir(name) / "dialogues.parquet").exists()
+                      for row in iter_rows(path))
+              for phase, names in PHASE_DATASETS.items()}
     return _rebuild_if_changed(out_dir, home.tokenizer, files, options, force, lambda tokenizer_hash: write_dialogue_shards(
-        rows, load_tokenizer(home.tokenizer), tokenizer_hash, out_dir, options))
+        groups, load_tokenizer(home.tokenizer), tokenizer_hash, out_dir, options))

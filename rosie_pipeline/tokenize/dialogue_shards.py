@@ -1,5 +1,8 @@
 """Dialogue token shards for phases 2 and 3 (the token-shard contract plus per-row columns).
 
+Written per phase: ``personality/`` from the personality dialogues (phase 2) and ``emotion_memory/``
+from the emotion and memory dialogues (phase 3), each with its ``train``/``val`` (and ``gold``) splits.
+
 Each Rosie turn becomes one row: the conversation up to and including that turn, rendered in Rosie's
 chat format, padded to ``seq_len + 1``. The loss mask covers that turn (her emotion token, words and
 closing newline) and the token that follows it (the next speaker's token or ``<|endoftext|>``), so the
@@ -108,14 +111,33 @@ def _schema(length: int, dtype: np.dtype) -> pa.Schema:
                       ("dialogue_id", pa.string())])
 
 
-def write_dialogue_shards(dialogues: Iterable[dict[str, Any]], tokenizer: Tokenizer, tokenizer_hash: str,
-                          out_dir: Path, options: DialogueShardOptions) -> dict[str, dict[str, Any]]:
-    """Encode dialogues (each carries its ``split``) into ``out_dir/<split>/``; returns the manifests."""
+#: Which dialogue datasets feed which training phase (DESIGN: phase 2 personality, phase 3 emotion + memory).
+PHASE_DATASETS = {"personality": ("personality_dialogues",), "emotion_memory": ("emotion_dialogues", "memory_dialogues")}
+
+
+def write_dialogue_shards(groups: dict[str, Iterable[dict[str, Any]]], tokenizer: Tokenizer, tokenizer_hash: str,
+                          out_dir: Path, options: DialogueShardOptions) -> dict[str, dict[str, dict[str, Any]]]:
+    """Encode each group's dialogues (each carries its ``split``) into ``out_dir/<group>/<split>/``.
+
+    Returns manifests by group and split. Built in a temporary folder swapped in when complete.
+    """
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        manifests = {group: _write_group(dialogues, tokenizer, tokenizer_hash, tmp / group, options)
+                     for group, dialogues in groups.items()}
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _swap_in(tmp, out_dir)
+    return manifests
+
+
+def _write_group(dialogues: Iterable[dict[str, Any]], tokenizer: Tokenizer, tokenizer_hash: str, folder_root: Path,
+                 options: DialogueShardOptions) -> dict[str, dict[str, Any]]:
     encoder = DialogueEncoder(tokenizer, options.seq_len)
     dtype = token_dtype(tokenizer.get_vocab_size())
     schema = _schema(options.seq_len + 1, dtype)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     pending: dict[str, list[EncodedRow]] = {}
     shards: dict[str, list[dict[str, Any]]] = {}
     stats: dict[str, Counter[str]] = {}
@@ -124,7 +146,7 @@ def write_dialogue_shards(dialogues: Iterable[dict[str, Any]], tokenizer: Tokeni
         rows = pending.pop(split, [])
         if not rows:
             return
-        folder = tmp / split
+        folder = folder_root / split
         folder.mkdir(parents=True, exist_ok=True)
         name = f"shard-{len(shards.setdefault(split, [])):05d}.parquet"
         table = pa.table({
@@ -138,35 +160,30 @@ def write_dialogue_shards(dialogues: Iterable[dict[str, Any]], tokenizer: Tokeni
         tokens = sum(sum(1 for t in r.tokens if t != encoder.pad) for r in rows)
         shards[split].append({"file": name, "rows": len(rows), "tokens": tokens, "sha256": file_sha256(folder / name)})
 
-    try:
-        for dialogue in dialogues:
-            split = dialogue["split"]
-            counts = stats.setdefault(split, Counter())
-            counts["dialogues"] += 1
-            for row in encoder.encode(dialogue):
-                pending.setdefault(split, []).append(row)
-                counts["rows"] += 1
-                counts["truncated"] += row.truncated
-                counts[f"emotion:{EMOTIONS[row.emotion]}"] += 1
-                if len(pending[split]) >= options.rows_per_shard:
-                    flush(split)
-        for split in list(pending):
-            flush(split)
-        manifests = {}
-        for split, files in shards.items():
-            counts = stats[split]
-            manifests[split] = {
-                "dataset": "dialogue", "split": split, "seq_len": options.seq_len, "row_length": options.seq_len + 1,
-                "dtype": np.dtype(dtype).name, "vocab_size": tokenizer.get_vocab_size(), "pad_id": encoder.pad,
-                "eos_id": tokenizer.token_to_id(EOS), "tokenizer_sha256": tokenizer_hash,
-                "dialogues": counts["dialogues"], "rows": counts["rows"], "tokens": sum(s["tokens"] for s in files),
-                "truncated_rows": counts["truncated"],
-                "emotions": {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("emotion:")},
-                "shards": files,
-            }
-            write_json_atomic(tmp / split / "manifest.json", manifests[split])
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _swap_in(tmp, out_dir)
+    for dialogue in dialogues:
+        split = dialogue["split"]
+        counts = stats.setdefault(split, Counter())
+        counts["dialogues"] += 1
+        for row in encoder.encode(dialogue):
+            pending.setdefault(split, []).append(row)
+            counts["rows"] += 1
+            counts["truncated"] += row.truncated
+            counts[f"emotion:{EMOTIONS[row.emotion]}"] += 1
+            if len(pending[split]) >= options.rows_per_shard:
+                flush(split)
+    for split in list(pending):
+        flush(split)
+    manifests = {}
+    for split, files in shards.items():
+        counts = stats[split]
+        manifests[split] = {
+            "dataset": f"dialogue-{folder_root.name}", "split": split, "seq_len": options.seq_len,
+            "row_length": options.seq_len + 1, "dtype": np.dtype(dtype).name, "vocab_size": tokenizer.get_vocab_size(),
+            "pad_id": encoder.pad, "eos_id": tokenizer.token_to_id(EOS), "tokenizer_sha256": tokenizer_hash,
+            "dialogues": counts["dialogues"], "rows": counts["rows"], "tokens": sum(s["tokens"] for s in files),
+            "truncated_rows": counts["truncated"],
+            "emotions": {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("emotion:")},
+            "shards": files,
+        }
+        write_json_atomic(folder_root / split / "manifest.json", manifests[split])
     return manifests

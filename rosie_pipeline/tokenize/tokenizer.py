@@ -16,7 +16,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from rosie_pipeline.atomic import atomic_path, write_json_atomic
-from rosie_pipeline.chat_format import CHAT_TEMPLATE, EMOTIONS, EOS, EVENTS, PAD, SPECIAL_TOKENS
+from rosie_pipeline.chat_format import CHAT_TEMPLATE, EMOTIONS, EOS, EVENTS, PAD, ROSIE_SYSTEM_PROMPT, SPECIAL_TOKENS
 
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
@@ -67,6 +67,7 @@ def save_tokenizer(tokenizer: Tokenizer, folder: Path, options: TokenizerOptions
         "rosie_emotions": list(EMOTIONS),
         "rosie_events": list(EVENTS),
         "chat_template": CHAT_TEMPLATE,
+        "rosie_system_prompt": ROSIE_SYSTEM_PROMPT,
     }
     write_json_atomic(folder / CONFIG_FILE, config)
     return tokenizer_sha256(folder)

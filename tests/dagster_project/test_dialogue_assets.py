@@ -50,6 +50,8 @@ def test_dialogue_group_and_shards(home, instance):
     assert "gold" in emotion["splits"].value
     shards = result.asset_materializations_for_node("dialogue_shards")[0].metadata
     assert shards["dagster/row_count"].value > 400
-    manifests = {s: json.loads((home.asset_dir("dialogue_shards") / s / "manifest.json").read_text())
-                 for s in ("train", "val", "gold")}
-    assert manifests["gold"]["emotions"].keys() <= {"happy", "curious"} and manifests["train"]["rows"] > 0
+    root = home.asset_dir("dialogue_shards")
+    gold = json.loads((root / "emotion_memory" / "gold" / "manifest.json").read_text())
+    assert gold["emotions"].keys() <= {"happy", "curious"} and gold["rows"] > 0
+    for phase in ("personality", "emotion_memory"):
+        assert json.loads((root / phase / "train" / "manifest.json").read_text())["rows"] > 0

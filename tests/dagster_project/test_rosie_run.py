@@ -45,6 +45,6 @@ def test_rosie_run_whole_graph(home):
     assert (home.tokenizer / "tokenizer.json").exists() and (home.tokenizer / "tokenizer_config.json").exists()
     assert (home.lake / "curation_report" / "report.md").read_text().startswith("| source | ingested |")
     assert (home.lake / "pretrain_shards" / "train" / "manifest.json").exists()
-    assert (home.lake / "dialogue_shards" / "train" / "manifest.json").exists()
+    assert (home.lake / "dialogue_shards" / "personality" / "train" / "manifest.json").exists()
     # the default 2048-token rows are longer than this tiny sample: the failed check is named, not hidden
     assert "checks failed: pretrain_shards:token_counts" in done.stdout

@@ -54,7 +54,7 @@ def test_memory_and_persona_change_nothing_at_init_and_something_once_trained():
         assert not torch.allclose(base, model.lm_logits(model(ids, memory=memory, memory_mask=present)))
 
 
-def test_emotion_head_pools_rosies_turn():
+def test_emotion_head_reads_where_rosies_turn_starts():
     model = _tiny()
     hidden = model(torch.randint(0, 300, (3, 10)))
     mask = torch.zeros(3, 10, dtype=torch.bool)
@@ -62,8 +62,11 @@ def test_emotion_head_pools_rosies_turn():
     logits = model.emotion_logits(hidden, mask)
     assert logits.shape == (3, len(model.config.emotions))
     changed = hidden.clone()
-    changed[:, :6] += 100.0  # outside Rosie's turn: no effect
+    changed[:, 7:] += 100.0  # after her turn began (where the emotion token is already visible): no effect
+    changed[:, :6] -= 100.0  # before it: no effect either, the state at the turn start carries the context
     assert torch.allclose(logits, model.emotion_logits(changed, mask))
+    changed[:, 6] += 1.0
+    assert not torch.allclose(logits, model.emotion_logits(changed, mask))
 
 
 def test_config_round_trips_and_rejects_nonsense(tmp_path):

@@ -187,9 +187,10 @@ def test_dialogue_shards_mask_one_rosie_turn_per_row(tokenizer_dir, tmp_path):
 
     rows = [make_dialogue("t", str(i), CONVERSATION[:3] if i % 2 else CONVERSATION, split=("train", "val")[i % 2])
             for i in range(20)]
-    manifests = write_dialogue_shards(rows, tokenizer, "sha", tmp_path / "ds", DialogueShardOptions(seq_len=48))
+    manifests = write_dialogue_shards({"personality": rows}, tokenizer, "sha", tmp_path / "ds",
+                                      DialogueShardOptions(seq_len=48))["personality"]
     assert manifests["train"]["rows"] == 20 and manifests["val"]["rows"] == 10
-    table = pq.read_table(tmp_path / "ds" / "train" / manifests["train"]["shards"][0]["file"])
+    table = pq.read_table(tmp_path / "ds" / "personality" / "train" / manifests["train"]["shards"][0]["file"])
     assert table.column_names == ["tokens", "loss_mask", "emotion", "persona", "memory", "dialogue_id"]
     assert content_hash(CONVERSATION) != content_hash(CONVERSATION[:3])
-    assert Path(tmp_path / "ds" / "val" / "manifest.json").exists()
+    assert Path(tmp_path / "ds" / "personality" / "val" / "manifest.json").exists()

@@ -1,0 +1,150 @@
+"""Registering a trained Rosie in the MLflow model registry, and the champion rule.
+
+    python -m rosie_model.registry --model-dir DIR --evaluation results.json [--dataset MANIFEST ...] [--tag k=v ...]
+
+Each call logs the model (chat pyfunc, signature, the model folder as an artifact), registers a new
+version of ``rosie`` with tags (evaluation metrics, data manifest digests, git commit, approach) and the
+training datasets as inputs of the registering run (lineage), then applies the champion rule:
+
+    A version becomes ``champion`` when there is none yet, or when its dialogue perplexity is lower than
+    the champion's and its emotion macro-F1, memory recall and persona consistency are each no more than
+    ``TOLERANCE`` below the champion's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from rosie_model.tracking import ensure_experiment
+
+MODEL_NAME = "rosie"
+TOLERANCE = 0.02
+GUARDED = ("emotion_macro_f1", "memory_recall", "persona_consistency")
+
+
+def score_tags(evaluation: dict[str, Any]) -> dict[str, str]:
+    tags = {f"eval.perplexity_{k}": f"{v:.6g}" for k, v in evaluation.get("perplexity", {}).items()}
+    tags |= {f"eval.{k}": f"{evaluation[k]:.6g}" for k in GUARDED if isinstance(evaluation.get(k), (int, float))}
+    return tags
+
+
+def beats(new: dict[str, str], champion: dict[str, str]) -> tuple[bool, str]:
+    """The champion rule, on the ``eval.*`` tags of two versions."""
+    def value(tags: dict[str, str], key: str) -> float | None:
+        try:
+            return float(tags[key])
+        except (KeyError, ValueError):
+            return None
+
+    new_ppl, old_ppl = value(new, "eval.perplexity_dialogue"), value(champion, "eval.perplexity_dialogue")
+    if new_ppl is None:
+        return False, "the new version has no dialogue perplexity"
+    if old_ppl is not None and not new_ppl < old_ppl:
+        return False, f"dialogue perplexity {new_ppl:.3f} is not below the champion's {old_ppl:.3f}"
+    for key in GUARDED:
+        ours, theirs = value(new, f"eval.{key}"), value(champion, f"eval.{key}")
+        if theirs is not None and (ours is None or ours < theirs - TOLERANCE):
+            return False, f"{key} {ours} fell more than {TOLERANCE} below the champion's {theirs}"
+    return True, f"dialogue perplexity {new_ppl:.3f} beats {old_ppl if old_ppl is not None else 'no champion'}"
+
+
+def git_commit() -> str:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def _signature():  # type: ignore[no-untyped-def]
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, Object, Property, Schema
+
+    message = Object([Property("role", "string"), Property("content", "string")])
+    inputs = Schema([ColSpec(Array(message), "messages"), ColSpec("string", "event", required=False)])
+    outputs = Schema([ColSpec("string", "reply"), ColSpec("string", "emotion")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def register(model_dir: Path, evaluation: dict[str, Any], datasets: list[Path], tags: dict[str, str],
+             experiment: str = "rosie-registry") -> dict[str, Any]:
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    ensure_experiment(experiment)
+    mlflow.set_experiment(experiment)
+    client = MlflowClient()
+    digests = {}
+    with mlflow.start_run(run_name="register") as run:
+        for manifest_path in datasets:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            digest = hashlib.sha256("".join(s["sha256"] for s in manifest["shards"]).encode()).hexdigest()[:16]
+            name = f"{manifest.get('dataset', 'tokens')}-{manifest.get('split', 'train')}"
+            digests[f"data.{name}"] = digest
+            mlflow.log_input(MetaDataset(resolve_dataset_source(str(manifest_path.parent.resolve())), name=name,
+                                         digest=digest), context="training")
+        metrics = {k.removeprefix("eval."): float(v) for k, v in score_tags(evaluation).items()}
+        mlflow.log_metrics(metrics)
+        info = mlflow.pyfunc.log_model(
+            name="rosie", python_model=str(Path(__file__).with_name("pyfunc.py")),
+            artifacts={"model_dir": str(model_dir)}, signature=_signature(),
+            code_paths=[str(Path(__file__).parent)], registered_model_name=MODEL_NAME,
+            pip_requirements=["torch", "tokenizers", "safetensors", "jinja2", "pandas", "mlflow"],
+        )
+        version = str(info.registered_model_version)
+    all_tags = {**score_tags(evaluation), **digests, "git_commit": git_commit(), "mlflow_run_id": run.info.run_id, **tags}
+    for key, value in all_tags.items():
+        client.set_model_version_tag(MODEL_NAME, version, key, value)
+    try:
+        champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    except Exception:  # MLflow raises when the alias does not exist yet
+        champion = None
+    promoted, reason = beats(all_tags, dict(champion.tags) if champion else {})
+    if champion is None:
+        promoted, reason = True, "first version: no champion yet"
+    if promoted:
+        client.set_registered_model_alias(MODEL_NAME, "champion", version)
+    return {"model": MODEL_NAME, "version": version, "champion": promoted, "reason": reason,
+            "previous_champion": champion.version if champion else None, "run_id": run.info.run_id,
+            "model_uri": f"models:/{MODEL_NAME}/{version}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rosie_model.registry", description=__doc__.split("\n")[0])
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--evaluation", type=Path, required=True)
+    parser.add_argument("--dataset", type=Path, action="append", default=[], help="a shard split's manifest.json")
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    args = parser.parse_args(argv)
+    pipes = None
+    if "DAGSTER_PIPES_CONTEXT" in os.environ:
+        from dagster_pipes import open_dagster_pipes
+
+        pipes = open_dagster_pipes()
+    try:
+        result = register(args.model_dir, json.loads(args.evaluation.read_text(encoding="utf-8")), args.dataset,
+                          dict(t.split("=", 1) for t in args.tag))
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+        print(json.dumps(result))
+        if pipes is not None:
+            pipes.log.info(f"registered {result['model_uri']}: champion={result['champion']} ({result['reason']})")
+    finally:
+        if pipes is not None:
+            pipes.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Held-out evaluation sets, written as files that rosie_model's evaluator reads (``spec.json``).
+
+* ``texts.jsonl``: validation documents per source (web, books, reddit), by the same document-hash split
+  the pretraining shards use, so the model never trained on them;
+* ``memory.jsonl``: held-out memory dialogues as multiple choice — the conversation without Rosie's
+  answer, the facts, the true answer and answers to the same question from other dialogues;
+* the dialogue shard splits for dialogue perplexity (``personality/val``) and emotion
+  (``emotion_memory/gold``, else ``emotion_memory/val``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from rosie_pipeline.atomic import atomic_path, write_json_atomic
+from rosie_pipeline.chat_format import as_messages
+from rosie_pipeline.dialogue.schema import turns_of
+from rosie_pipeline.parquet import iter_rows
+from rosie_pipeline.paths import RosieHome
+from rosie_pipeline.tokenize.build import deduplicated_files
+from rosie_pipeline.tokenize.shards import split_of
+
+
+def _write_lines(path: Path, items: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items), encoding="utf-8")
+
+
+def held_out_texts(home: RosieHome, val_permille: int, per_source: int) -> list[dict[str, str]]:
+    chosen: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for path in deduplicated_files(home):
+        for row in iter_rows(path, columns=["id", "source", "text"]):
+            if split_of(row["id"], val_permille) == "val" and len(chosen[row["source"]]) < per_source:
+                chosen[row["source"]].append({"source": row["source"], "text": row["text"]})
+    return [item for items in chosen.values() for item in items]
+
+
+def memory_choices(rows: list[dict[str, Any]], choices: int, seed: int = 0) -> list[dict[str, Any]]:
+    by_question: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_question[row["turns"][-2]["text"]].append(row)
+    rng = random.Random(seed)
+    items = []
+    for question, group in sorted(by_question.items()):
+        answers = sorted({r["turns"][-1]["text"] for r in group})
+        for row in group:
+            truth = row["turns"][-1]["text"]
+            others = [a for a in answers if a != truth]
+            if not others:
+                continue
+            options = [truth, *rng.sample(others, min(choices - 1, len(others)))]
+            rng.shuffle(options)
+            items.append({"messages": as_messages(turns_of(row)[:-1]), "memory": row["memory"], "choices": options,
+                          "answer": options.index(truth), "emotion": row["turns"][-1]["emotion"] or "neutral"})
+    return items
+
+
+def build_eval_sets(home: RosieHome, out_dir: Path, val_permille: int, per_source: int = 50,
+                    memory_items: int = 200, choices: int = 4) -> dict[str, Any]:
+    """Write the evaluation files under ``out_dir``; returns the spec (also saved as ``spec.json``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_lines(out_dir / "texts.jsonl", held_out_texts(home, val_permille, per_source))
+    memory_path = home.asset_dir("memory_dialogues") / "dialogues.parquet"
+    held_out = [r for r in iter_rows(memory_path) if r["split"] == "val"] if memory_path.exists() else []
+    _write_lines(out_dir / "memory.jsonl", memory_choices(held_out, choices)[:memory_items])
+    shards = home.asset_dir("dialogue_shards")
+
+    def split(phase: str, *names: str) -> str | None:
+        return next((str(shards / phase / n) for n in names if (shards / phase / n / "manifest.json").exists()), None)
+
+    spec = {
+        "texts": str(out_dir / "texts.jsonl"),
+        "memory_set": str(out_dir / "memory.jsonl"),
+        "dialogue_val": split("personality", "val"),
+        "emotion_set": split("emotion_memory", "gold", "val"),
+    }
+    write_json_atomic(out_dir / "spec.json", spec)
+    return spec

@@ -1,0 +1,104 @@
+"""The whole graph, training and registry included, materialized with tiny settings into a temp home."""
+
+import json
+import os
+
+import dagster as dg
+import pytest
+
+from dagster_project.definitions import build_definitions
+from dagster_project.headless import prepare_instance, run_selection
+from rosie_pipeline.paths import RosieHome
+from tests.dagster_project.conftest import land_sample
+
+TINY = {
+    "personality_dialogues": {"target": 300, "chitchat_limit": 40},
+    "emotion_dialogues": {"chitchat_limit": 80},
+    "memory_dialogues": {"count": 120, "distractor_conversations": 30},
+    "rosie_tokenizer": {"vocab_size": 600},
+    "pretrain_shards": {"seq_len": 32, "val_permille": 300},
+    "dialogue_shards": {"seq_len": 64},
+    "base_model": {"steps": 4, "batch_size": 4, "max_seq_len": 64},
+    "personality_model": {"steps": 6, "batch_size": 4, "max_seq_len": 64},
+    "rosie_model": {"steps": 4, "batch_size": 4, "max_seq_len": 64},
+    "model_evaluation": {"val_permille": 300, "max_rows": 64},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The whole graph, once for this module: (definitions, run report, home, instance)."""
+    saved = {k: os.environ.pop(k, None) for k in ("DAGSTER_HOME", "ROSIE_HOME", "MLFLOW_TRACKING_URI")}
+    home = RosieHome.from_env(tmp_path_factory.mktemp("graph") / "rosie")
+    land_sample(home)
+    instance = prepare_instance(home)
+    defs = build_definitions(str(home.root))
+    try:
+        yield defs, run_selection(defs, instance, home, None, op_config=TINY), home, instance
+    finally:
+        instance.dispose()
+        for key, value in saved.items():
+            os.environ.pop(key, None)
+            if value is not None:
+                os.environ[key] = value
+
+
+def test_whole_graph_trains_evaluates_and_registers(trained):
+    _, report, home, _ = trained
+    assert report.outcomes and not report.failed, report.failed
+    model = home.models / "rosie_model"
+    assert {p.name for p in (model / "weights").iterdir()} == {"base.safetensors", "personality.safetensors",
+                                                              "final.safetensors"}
+    results = json.loads((home.lake / "model_evaluation" / "results.json").read_text())
+    assert {"web", "dialogue"} <= set(results["perplexity"]) and len(results["samples"]) == 4
+    # a model trained for a handful of steps is not good enough: the floors say so
+    failed = [check for outcome in report.outcomes for check in outcome.failed_checks]
+    assert "model_evaluation:dialogue_perplexity" in failed
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{home.mlflow / 'mlflow.db'}")
+    champion = mlflow.pyfunc.load_model("models:/rosie@champion")
+    answer = champion.predict([{"messages": [{"role": "user", "content": "Hello!"}], "event": None},
+                               {"messages": [], "event": "drag"}])
+    assert list(answer.columns) == ["reply", "emotion"] and len(answer) == 2
+    from rosie_model.config import DEFAULT_EMOTIONS
+
+    assert set(answer["emotion"]) <= set(DEFAULT_EMOTIONS)
+    version = mlflow.MlflowClient().get_model_version_by_alias("rosie", "champion")
+    assert version.tags["approach"] == "scratch" and "data.dialogue-personality-train" in version.tags
+    assert version.tags["git_commit"]
+
+
+def test_retraining_resumes_and_the_champion_moves_only_when_beaten(trained):
+    defs, _, _, instance = trained
+    rerun = dg.materialize(defs.assets, selection=["rosie_model", "model_evaluation", "registered_model"],
+                           instance=instance, resources=defs.resources, run_config={"ops": {
+                               k: {"config": v} for k, v in TINY.items()
+                               if k in ("rosie_model", "model_evaluation")}})
+    assert rerun.success
+    logs = [e.message for e in instance.all_logs(rerun.run_id) if e.message]
+    assert any("resuming emotion_memory from its last checkpoint" in m for m in logs)
+    registration = rerun.asset_materializations_for_node("registered_model")[0].metadata
+    assert registration["version"].value == 2
+    # the same weights evaluate the same: version 2 does not beat version 1, so the alias stays
+    assert registration["champion"].value is False and registration["previous_champion"].value == "1"
+
+
+def test_a_failing_trainer_fails_the_asset(trained):
+    defs, _, _, instance = trained
+    result = dg.materialize(defs.assets, selection=["base_model"], instance=instance, resources=defs.resources,
+                            run_config={"ops": {"base_model": {"config": {"preset": "no-such-preset", "fresh": True}}}},
+                            raise_on_error=False)
+    assert not result.success
+
+
+def test_champion_rule():
+    from rosie_model.registry import beats
+
+    champion = {"eval.perplexity_dialogue": "50", "eval.emotion_macro_f1": "0.5", "eval.memory_recall": "0.4",
+                "eval.persona_consistency": "1.0"}
+    better = {**champion, "eval.perplexity_dialogue": "45"}
+    assert beats(better, champion)[0] and beats(better, {})[0]
+    assert not beats({**better, "eval.memory_recall": "0.3"}, champion)[0]  # worse memory: no
+    assert not beats({**champion, "eval.perplexity_dialogue": "55"}, champion)[0]
