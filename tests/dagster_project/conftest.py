@@ -37,5 +37,7 @@ def home(tmp_path, monkeypatch) -> RosieHome:
 def instance(home, monkeypatch) -> dg.DagsterInstance:
     """A real, persistent Dagster instance under the temporary home's dagster/ folder."""
     monkeypatch.setenv("DAGSTER_HOME", str(home.dagster))  # undone after the test by monkeypatch
-    with prepare_instance(home) as instance:
-        yield instance
+    instance = prepare_instance(home)
+    # not `with instance:` — that sets a context variable which outlives this test's instance
+    yield instance
+    instance.dispose()

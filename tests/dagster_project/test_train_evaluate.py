@@ -31,8 +31,8 @@ def trained(tmp_path_factory):
     saved = {k: os.environ.pop(k, None) for k in ("DAGSTER_HOME", "ROSIE_HOME", "MLFLOW_TRACKING_URI")}
     home = RosieHome.from_env(tmp_path_factory.mktemp("graph") / "rosie")
     land_sample(home)
-    instance = prepare_instance(home)
     defs = build_definitions(str(home.root))
+    instance = prepare_instance(home)
     try:
         yield defs, run_selection(defs, instance, home, None, op_config=TINY), home, instance
     finally:
