@@ -357,7 +357,9 @@ def train(config: TrainConfig) -> TrainResult:
     batches = train_set.batches(config.batch_size, world.rank, world.world_size, config.seed, position)
     flops_per_token = 6 * core.num_parameters() + 12 * model_config.n_layers * model_config.d_model * (train_set.row_length - 1)
     peak = next((v for k, v in PEAK_FLOPS.items() if device.type == "cuda" and k in torch.cuda.get_device_name(device)), None)
-    bar = tqdm(total=config.steps, initial=step, disable=not world.main, desc=f"{config.phase}", unit="step")
+    # under Dagster Pipes the bar's redraws would become one log event each; the step log lines suffice there
+    show_bar = world.main and "DAGSTER_PIPES_CONTEXT" not in os.environ
+    bar = tqdm(total=config.steps, initial=step, disable=not show_bar, desc=f"{config.phase}", unit="step")
     started, start_step, loss_value, val_loss = time.perf_counter(), step, float("nan"), None
 
     def checkpoint_now() -> None:
