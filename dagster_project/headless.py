@@ -65,6 +65,34 @@ class HeadlessReport:
         return [o for o in self.outcomes if not o.success]
 
 
+RUN_PID_TAG = "rosie/pid"
+
+
+def release_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Fail the headless runs whose process is gone (killed, crashed) and free the pool slots they held,
+    so a new run does not wait forever for a ``gpu`` slot. Returns the run ids released."""
+    released = []
+    active = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
+    for run in instance.get_runs(filters=active):
+        pid = run.tags.get(RUN_PID_TAG)
+        if pid is None or _alive(int(pid)):
+            continue
+        instance.report_run_failed(run, message=f"process {pid} is gone; released by rosie run")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        released.append(run.run_id)
+    return released
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_selection(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -78,6 +106,7 @@ def run_selection(
     ``op_config`` maps asset names to their run config; each run gets the entries of its own assets.
     """
     register_landed_partitions(instance, home)
+    release_abandoned_runs(instance)
     graph = defs.resolve_asset_graph()
     asset_selection = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
     selected = asset_selection.resolve(graph)
@@ -99,6 +128,7 @@ def run_selection(
                 partition_key=partition_key,
                 raise_on_error=False,
                 run_config=_run_config(keys, op_config or {}),
+                tags={RUN_PID_TAG: str(os.getpid())},
             )
             failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations()
                       if not e.passed]

@@ -49,3 +49,21 @@ def test_rosie_run_data_groups(home):
     assert (home.lake / "dialogue_shards" / "personality" / "train" / "manifest.json").exists()
     # the default 2048-token rows are longer than this tiny sample: the failed check is named, not hidden
     assert "checks failed: pretrain_shards:token_counts" in done.stdout
+
+
+def test_a_killed_run_does_not_block_the_gpu_pool(home, instance):
+    import subprocess as sp
+
+    from dagster_project.headless import RUN_PID_TAG, release_abandoned_runs
+
+    gone = sp.Popen(["true"])
+    gone.wait()
+    abandoned = instance.add_run(dg.DagsterRun(job_name="__ephemeral_asset_job__", run_id="abandoned0001",
+                                               status=dg.DagsterRunStatus.STARTED,
+                                               tags={RUN_PID_TAG: str(gone.pid)}))
+    instance.event_log_storage.set_concurrency_slots("gpu", 1)
+    instance.event_log_storage.claim_concurrency_slot("gpu", abandoned.run_id, "base_model")
+    assert instance.event_log_storage.get_concurrency_info("gpu").active_slot_count == 1
+    assert release_abandoned_runs(instance) == [abandoned.run_id]
+    assert instance.get_run_by_id(abandoned.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert instance.event_log_storage.get_concurrency_info("gpu").active_slot_count == 0
