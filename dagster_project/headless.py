@@ -68,9 +68,10 @@ class HeadlessReport:
 RUN_PID_TAG = "rosie/pid"
 
 
-def release_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Fail the headless runs whose process is gone (killed, crashed) and free the pool slots they held,
-    so a new run does not wait forever for a ``gpu`` slot. Returns the run ids released."""
+def release_abandoned_runs(instance: dg.DagsterInstance, pools: tuple[str, ...] = ("gpu",)) -> list[str]:
+    """Fail the headless runs whose process is gone (killed, crashed) and free the pool slots held by
+    runs that are gone, finished or unknown, so a new run never waits forever for a ``gpu`` slot.
+    Returns the run ids released."""
     released = []
     active = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
     for run in instance.get_runs(filters=active):
@@ -80,6 +81,15 @@ def release_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
         instance.report_run_failed(run, message=f"process {pid} is gone; released by rosie run")
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         released.append(run.run_id)
+    storage = instance.event_log_storage
+    for pool in pools:
+        if pool not in storage.get_concurrency_keys():
+            continue
+        for slot in storage.get_concurrency_info(pool).claimed_slots:
+            run = instance.get_run_by_id(slot.run_id)
+            if run is None or run.is_finished:
+                storage.free_concurrency_slots_for_run(slot.run_id)
+                released.append(slot.run_id)
     return released
 
 

@@ -67,3 +67,7 @@ def test_a_killed_run_does_not_block_the_gpu_pool(home, instance):
     assert release_abandoned_runs(instance) == [abandoned.run_id]
     assert instance.get_run_by_id(abandoned.run_id).status == dg.DagsterRunStatus.FAILURE
     assert instance.event_log_storage.get_concurrency_info("gpu").active_slot_count == 0
+    # a claim left by a run that no longer exists at all (its process died mid-write) is freed too
+    instance.event_log_storage.claim_concurrency_slot("gpu", "no-such-run", "base_model")
+    assert release_abandoned_runs(instance) == ["no-such-run"]
+    assert instance.event_log_storage.get_concurrency_info("gpu").active_slot_count == 0
