@@ -39,9 +39,11 @@ def ensure_experiment(name: str) -> str:
     if found is not None:
         return found.experiment_id
     artifacts = None
-    if "MLFLOW_TRACKING_URI" not in os.environ:
-        (rosie_home() / "mlflow").mkdir(parents=True, exist_ok=True)
-        artifacts = (rosie_home() / "mlflow" / "artifacts" / name).as_uri()
+    uri = tracking_uri()
+    if uri.startswith("sqlite:"):  # a local store: artifacts beside it, never MLflow's default ./mlruns
+        root = Path(uri.removeprefix("sqlite:///")).parent
+        (root / "artifacts").mkdir(parents=True, exist_ok=True)
+        artifacts = (root / "artifacts" / name).as_uri()
     return mlflow.create_experiment(name, artifact_location=artifacts)
 
 
