@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 
 from rosie_model.data import Position, ShardDataset, collate
 from rosie_model.generate import LoadedRosie, emotion_of, generate, load_rosie
-from rosie_model.tracking import ensure_experiment
+from rosie_model.tracking import ensure_experiment, pipes_session
 
 SAMPLE_PROMPTS: list[tuple[str, list[dict[str, Any]]]] = [
     ("greeting", [{"role": "user", "content": "Hello!"}]),
@@ -199,12 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rows", type=int, default=512)
     parser.add_argument("--experiment", default="rosie-evaluation")
     args = parser.parse_args(argv)
-    pipes = None
-    if "DAGSTER_PIPES_CONTEXT" in os.environ:
-        from dagster_pipes import open_dagster_pipes
-
-        pipes = open_dagster_pipes()
-    try:
+    with pipes_session() as pipes:
         results = evaluate(args.model_dir, json.loads(args.spec.read_text(encoding="utf-8")), args.max_rows)
         results["mlflow_run_id"] = log_to_mlflow(results, args.experiment)
         tmp = args.out.with_name(f".{args.out.name}.tmp")
@@ -214,9 +208,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary))
         if pipes is not None:
             pipes.log.info(f"evaluation: {json.dumps(summary)}")
-    finally:
-        if pipes is not None:
-            pipes.close()
     return 0
 
 

@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from rosie_model.tracking import ensure_experiment
+from rosie_model.tracking import ensure_experiment, pipes_session
 
 MODEL_NAME = "rosie"
 TOLERANCE = 0.02
@@ -127,12 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
-    pipes = None
-    if "DAGSTER_PIPES_CONTEXT" in os.environ:
-        from dagster_pipes import open_dagster_pipes
-
-        pipes = open_dagster_pipes()
-    try:
+    with pipes_session() as pipes:
         result = register(args.model_dir, json.loads(args.evaluation.read_text(encoding="utf-8")), args.dataset,
                           dict(t.split("=", 1) for t in args.tag))
         if args.out:
@@ -140,9 +134,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         if pipes is not None:
             pipes.log.info(f"registered {result['model_uri']}: champion={result['champion']} ({result['reason']})")
-    finally:
-        if pipes is not None:
-            pipes.close()
     return 0
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,18 @@ def ensure_experiment(name: str) -> str:
         (root / "artifacts").mkdir(parents=True, exist_ok=True)
         artifacts = (root / "artifacts" / name).as_uri()
     return mlflow.create_experiment(name, artifact_location=artifacts)
+
+
+@contextmanager
+def pipes_session() -> Iterator[Any]:
+    """The Dagster Pipes context when launched by Dagster (for log lines), else None."""
+    if "DAGSTER_PIPES_CONTEXT" not in os.environ:
+        yield None
+        return
+    from dagster_pipes import open_dagster_pipes
+
+    with open_dagster_pipes() as pipes:
+        yield pipes
 
 
 class Tracker:
