@@ -219,10 +219,6 @@ class DedupIndex:
             self._redis().sadd(self._applied_key, name)
         self._pending = []
 
-    @property
-    def size(self) -> int:
-        return len(self.cluster_of)
-
 
 DEDUP_SCHEMA = DOCUMENT_SCHEMA.append(pa.field("cluster_id", pa.string()))
 DUPLICATES_SCHEMA = pa.schema(

@@ -8,7 +8,6 @@ Byte-level means every Unicode string encodes and decodes back exactly.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +100,3 @@ def sample_texts(texts: Iterable[tuple[str, str]], max_chars: int, keep_permille
             return
         given += len(text)
         yield text
-
-
-def config_of(folder: Path) -> dict[str, object]:
-    return json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))

@@ -116,7 +116,8 @@ def test_characterai_dump_and_dispatch(tmp_path):
     assert [t.text for t in dialogue.turns] == ["Hey Rosie, I'm You.", "Hi You! Lovely to meet you, thanks for coming."]
     assert [i.reason for i in items if isinstance(i, Rejected)] == ["missing_fields"]
     assert [i.reason for i in read_landing_file(tmp_path / "junk.json", registry)] == ["invalid_json"]
-    assert read_characterai(path, registry)
+    again = [i for i in read_characterai(path, registry) if isinstance(i, Imported)]
+    assert [i.persona for i in again] == [1] and registry.ids == {"Rosie": 0, "Sage": 1}  # the same persona id
 
 
 def test_chitchat_is_real_and_alternates():
