@@ -34,6 +34,7 @@ bench: setup
 	$(BIN)/python bench/bench_curation.py --out bench/RESULTS.md
 	$(BIN)/python bench/bench_training.py --out bench/RESULTS.md
 	$(BIN)/python bench/bench_training.py --dtype bfloat16 --out bench/RESULTS.md
+	$(BIN)/python bench/bench_generation.py --out bench/RESULTS.md
 
 run: setup
 	$(BIN)/rosie run $(SELECTION)

@@ -13,6 +13,7 @@ to MLflow, and (under Dagster) to the run's log through Pipes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from rosie_model.data import Position, ShardDataset, collate
-from rosie_model.generate import LoadedRosie, emotion_of, generate, load_rosie
+from rosie_model.generate import GREEDY, LoadedRosie, generate, load_rosie
 from rosie_model.tracking import ensure_experiment, pipes_session
 
 SAMPLE_PROMPTS: list[tuple[str, list[dict[str, Any]]]] = [
@@ -167,9 +168,8 @@ def evaluate(model_dir: Path, spec: dict[str, Any], max_rows: int = 512) -> dict
     samples = []
     for name, messages in SAMPLE_PROMPTS:
         prompt = rosie.render(system_message(rosie) + messages)
-        ids, states = generate(rosie, prompt, max_new_tokens=40)
-        text = rosie.tokenizer.decode(ids, skip_special_tokens=True).strip()
-        samples.append({"prompt": name, "reply": text, "emotion": emotion_of(rosie, states)})
+        ids, emotion = generate(rosie, prompt, dataclasses.replace(GREEDY, max_new_tokens=40))
+        samples.append({"prompt": name, "reply": rosie.text_of(ids).strip(), "emotion": emotion})
     results["samples"] = samples
     return results
 

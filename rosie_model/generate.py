@@ -1,12 +1,18 @@
-"""Loading a trained Rosie and generating with the KV cache.
+"""Loading a trained Rosie and decoding her replies with the KV cache.
 
 Prompts are rendered with the chat template the tokenizer folder carries (``tokenizer_config.json``),
 so inference sees exactly the format training saw; rosie_model never needs rosie_pipeline's code.
+
+A reply is decoded in three moves: the prompt (ending in ``<|rosie|>``) is run once, filling the cache;
+the emotion head reads the state there and its ``<|emotion:…|>`` token is fed in, so her words follow
+the feeling her avatar shows; then tokens are sampled one at a time until another speaker's token, the
+end of text, or the limit.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,40 @@ from rosie_model.model import KVCache, Rosie
 WEIGHT_ORDER = ("final.safetensors", "personality.safetensors", "base.safetensors")
 
 
+class ModelLoadError(Exception):
+    """The model folder is missing, incomplete or unreadable; the message says which and where."""
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How tokens are picked. ``temperature`` 0 is greedy; ``seed`` makes sampling repeatable."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.7
+    top_k: int = 40
+    top_p: float = 0.9
+    repetition_penalty: float = 1.15
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+        if self.temperature < 0:
+            problems.append(f"temperature must be 0 (greedy) or more, not {self.temperature}")
+        if self.top_k < 0:
+            problems.append(f"top_k must be 0 (off) or more, not {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.repetition_penalty <= 0:
+            problems.append(f"repetition_penalty must be positive, not {self.repetition_penalty}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+GREEDY = SamplingOptions(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.0)
+
+
 @dataclass
 class LoadedRosie:
     model: Rosie
@@ -33,6 +73,18 @@ class LoadedRosie:
     def template(self) -> jinja2.Template:
         return jinja2.Environment().from_string(self.settings["chat_template"])
 
+    @property
+    def device(self) -> torch.device:
+        return self.model.tok_emb.weight.device
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        return tuple(self.settings.get("rosie_events", ()))
+
+    @property
+    def system_prompt(self) -> str | None:
+        return self.settings.get("rosie_system_prompt")
+
     def token_id(self, token: str) -> int:
         found = self.tokenizer.token_to_id(token)
         if found is None:
@@ -43,7 +95,7 @@ class LoadedRosie:
     def stop_ids(self) -> set[int]:
         """Tokens that end Rosie's turn: another speaker, an event, memory or the end of text."""
         names = ["<|endoftext|>", "<|user|>", "<|system|>", "<|rosie|>", "<|memory|>"]
-        names += [f"<|event:{e}|>" for e in self.settings.get("rosie_events", [])]
+        names += [f"<|event:{e}|>" for e in self.events]
         return {i for i in (self.tokenizer.token_to_id(n) for n in names) if i is not None}
 
     def render(self, messages: list[dict[str, Any]], memory: list[str] | None = None,
@@ -51,88 +103,141 @@ class LoadedRosie:
         text = self.template.render(messages=messages, memory=memory or [], add_generation_prompt=add_generation_prompt)
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
+    def text_of(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _fact_batch(self, texts: list[str]) -> torch.Tensor:
+        ids = [self.tokenizer.encode(t, add_special_tokens=False).ids[: self.model.config.max_seq_len] or
+               [self.model.config.eos_id] for t in texts]
+        width = max(len(i) for i in ids)
+        batch = torch.full((len(ids), width), self.model.config.pad_id, dtype=torch.long)
+        for j, fact in enumerate(ids):
+            batch[j, : len(fact)] = torch.tensor(fact)
+        return batch.to(self.device)
+
+    @torch.inference_mode()
     def encode_facts(self, facts: list[str]) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+        """The memory bank for memory attention (None when there is nothing to remember)."""
         if not facts or not self.model.config.memory_layers:
             return None, None
-        ids = [self.tokenizer.encode(f, add_special_tokens=False).ids for f in facts]
-        width = max(len(i) for i in ids)
-        batch = torch.full((1, len(ids), width), self.model.config.pad_id, dtype=torch.long)
-        for j, fact in enumerate(ids):
-            batch[0, j, : len(fact)] = torch.tensor(fact)
-        with torch.no_grad():
-            return self.model.encode_memory(batch)
+        return self.model.encode_memory(self._fact_batch(facts)[None])
+
+    @torch.inference_mode()
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        """One unit vector per text: the trunk's states averaged over its tokens (for retrieval)."""
+        batch = self._fact_batch(texts)
+        present = (batch != self.model.config.pad_id).unsqueeze(-1).float()
+        pooled = (self.model(batch).float() * present).sum(1) / present.sum(1).clamp(min=1)
+        return torch.nn.functional.normalize(pooled, dim=-1).cpu()
 
 
 def load_rosie(folder: Path, weights: str | None = None, device: str = "cpu") -> LoadedRosie:
-    """A model folder (``config.json``, ``tokenizer/``, ``weights/*.safetensors``), latest phase by default."""
+    """A model folder (``config.json``, ``tokenizer/``, ``weights/*.safetensors``), latest phase by default.
+
+    Anything missing or unreadable raises :class:`ModelLoadError` naming the file and what is wrong.
+    """
     folder = Path(folder)
-    config = ModelConfig.load(folder / "config.json")
-    model = Rosie(config)
+    if not folder.is_dir():
+        raise ModelLoadError(f"no model folder at {folder}")
+    needed = [folder / "config.json", folder / "tokenizer" / "tokenizer.json", folder / "tokenizer" / "tokenizer_config.json"]
+    missing = [str(p.relative_to(folder)) for p in needed if not p.is_file()]
+    if missing:
+        raise ModelLoadError(f"{folder} is not a Rosie model folder: missing {', '.join(missing)}")
     candidates = [weights] if weights else [w for w in WEIGHT_ORDER if (folder / "weights" / w).exists()]
-    if not candidates:
-        raise FileNotFoundError(f"{folder}: no weights/*.safetensors")
-    model.load_state_dict(load_weights(folder / "weights" / candidates[0]))
+    if not candidates or not (folder / "weights" / candidates[0]).is_file():
+        raise ModelLoadError(f"{folder} has no weights ({'weights/' + weights if weights else 'weights/*.safetensors'})")
+    step = "config.json"
+    try:
+        config = ModelConfig.load(folder / "config.json")
+        step = f"weights/{candidates[0]}"
+        model = Rosie(config)
+        model.load_state_dict(load_weights(folder / "weights" / candidates[0]))
+        step = "tokenizer/"
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer" / "tokenizer.json"))
+        settings = json.loads((folder / "tokenizer" / "tokenizer_config.json").read_text(encoding="utf-8"))
+        jinja2.Environment().from_string(settings["chat_template"])
+    except Exception as exc:  # safetensors, json, torch and tokenizers each raise their own kinds
+        raise ModelLoadError(f"cannot load {folder / step}: {type(exc).__name__}: {str(exc)[:300]}") from exc
     model.to(device).eval()
-    tokenizer = Tokenizer.from_file(str(folder / "tokenizer" / "tokenizer.json"))
-    settings = json.loads((folder / "tokenizer" / "tokenizer_config.json").read_text(encoding="utf-8"))
     return LoadedRosie(model, tokenizer, settings, folder)
 
 
-@torch.no_grad()
-def generate(rosie: LoadedRosie, prompt: list[int], max_new_tokens: int = 48, temperature: float = 0.0,
-             top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0, persona: int = 0,
-             memory: list[str] | None = None, seed: int | None = None) -> tuple[list[int], torch.Tensor]:
-    """New token ids until a stop token (excluded) and the final hidden states of the reply (for the
-    emotion head). Greedy at temperature 0."""
-    model, device = rosie.model, next(rosie.model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
-    limit = model.config.max_seq_len
-    prompt = prompt[-(limit - max_new_tokens):] if len(prompt) + max_new_tokens > limit else prompt
-    cache = KVCache.empty(model.config, 1, min(limit, len(prompt) + max_new_tokens), device,
-                          next(model.parameters()).dtype)
-    bank, bank_mask = rosie.encode_facts(memory or [])
-    persona_ids = torch.tensor([persona], device=device)
-    hidden = model(torch.tensor([prompt], device=device), persona=persona_ids, memory=bank, memory_mask=bank_mask,
-                   cache=cache)
-    produced: list[int] = []
-    # the states that predicted the reply (from the <|rosie|> prompt token on): what the emotion head
-    # pooled in training, where the loss mask covered the reply and its closing token
-    states: list[torch.Tensor] = [hidden[:, -1]]
-    stops = rosie.stop_ids
-    for _ in range(max_new_tokens):
-        logits = model.lm_logits(hidden[:, -1]).float()[0]
-        if repetition_penalty != 1.0 and produced:
-            seen = torch.tensor(sorted(set(produced)), device=device)
-            logits[seen] = torch.where(logits[seen] > 0, logits[seen] / repetition_penalty, logits[seen] * repetition_penalty)
-        token = _pick(logits, temperature, top_k, top_p, generator)
-        if token in stops:
-            break
-        produced.append(token)
-        hidden = model(torch.tensor([[token]], device=device), persona=persona_ids, memory=bank,
-                       memory_mask=bank_mask, cache=cache)
-        states.append(hidden[:, -1])
-    return produced, torch.stack(states, dim=1)
+class ReplyDecoder:
+    """Rosie's next turn, one token at a time (iterate it). ``emotion`` is known as soon as it is made;
+    ``hit_limit`` says whether the turn was cut by ``max_new_tokens`` rather than ended by her."""
+
+    def __init__(self, rosie: LoadedRosie, prompt: list[int], options: SamplingOptions = GREEDY,
+                 memory: list[str] | None = None, persona: int = 0, stops: set[int] | None = None) -> None:
+        self.rosie, self.options = rosie, options
+        self.stops = rosie.stop_ids if stops is None else stops
+        model, device = rosie.model, rosie.device
+        limit = model.config.max_seq_len
+        room = limit - options.max_new_tokens - 1  # the emotion token takes one place
+        if room < 1:
+            raise ValueError(f"max_new_tokens {options.max_new_tokens} leaves no room for a prompt in the "
+                             f"model's context of {limit}")
+        self.prompt = prompt[-room:]
+        self.generator = torch.Generator(device=device).manual_seed(options.seed) if options.seed is not None else None
+        self.cache = KVCache.empty(model.config, 1, len(self.prompt) + 1 + options.max_new_tokens, device,
+                                   model.tok_emb.weight.dtype)
+        self.bank, self.bank_mask = rosie.encode_facts(memory or [])
+        self.persona = torch.tensor([persona], device=device)
+        self.hit_limit = False
+        with torch.inference_mode():
+            hidden = self._forward(self.prompt)
+            self.prompt_state = hidden[:, -1:]
+            ones = torch.ones(1, 1, dtype=torch.bool, device=device)
+            index = int(model.emotion_logits(hidden[:, -1:], ones).argmax(-1))
+        self.emotion = model.config.emotions[index]
+        self.emotion_id = rosie.tokenizer.token_to_id(f"<|emotion:{self.emotion}|>")
+
+    def _forward(self, ids: list[int]) -> torch.Tensor:
+        return self.rosie.model(torch.tensor([ids], device=self.rosie.device), persona=self.persona,
+                                memory=self.bank, memory_mask=self.bank_mask, cache=self.cache)
+
+    def __iter__(self) -> Iterator[int]:
+        model, options = self.rosie.model, self.options
+        produced: list[int] = []
+        with torch.inference_mode():
+            # a tokenizer without emotion tokens (an older model) just goes on from <|rosie|>
+            hidden = self._forward([self.emotion_id]) if self.emotion_id is not None else self.prompt_state
+            for step in range(options.max_new_tokens):
+                logits = model.lm_logits(hidden[:, -1]).float()[0]
+                token = pick_token(logits, produced, options, self.generator)
+                if token in self.stops:
+                    return
+                produced.append(token)
+                yield token
+                if step + 1 < options.max_new_tokens:
+                    hidden = self._forward([token])
+        self.hit_limit = True
 
 
-def _pick(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, generator: torch.Generator | None) -> int:
-    if temperature <= 0:
+def pick_token(logits: torch.Tensor, produced: list[int], options: SamplingOptions,
+               generator: torch.Generator | None) -> int:
+    """The next token from one row of logits: repetition penalty on what this reply already said (as
+    CTRL defines it), then greedy, or temperature, top-k and top-p sampling."""
+    if options.repetition_penalty != 1.0 and produced:
+        seen = torch.tensor(sorted(set(produced)), device=logits.device)
+        scores = logits[seen]
+        logits[seen] = torch.where(scores > 0, scores / options.repetition_penalty, scores * options.repetition_penalty)
+    if options.temperature <= 0:
         return int(torch.argmax(logits))
-    logits = logits / temperature
-    if top_k > 0:
-        kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+    logits = logits / options.temperature
+    if options.top_k > 0:
+        kth = torch.topk(logits, min(options.top_k, logits.numel())).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
-    if top_p < 1.0:
+    if options.top_p < 1.0:
         ordered, order = torch.sort(probs, descending=True)
-        keep = torch.cumsum(ordered, 0) - ordered < top_p
+        keep = torch.cumsum(ordered, 0) - ordered < options.top_p
         probs = torch.zeros_like(probs).scatter(0, order[keep], ordered[keep])
         probs = probs / probs.sum()
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def emotion_of(rosie: LoadedRosie, reply_states: torch.Tensor) -> str:
-    """The emotion head's reading of the reply (it reads the first state: where Rosie's turn begins)."""
-    mask = torch.ones(reply_states.shape[:2], dtype=torch.bool, device=reply_states.device)
-    with torch.no_grad():
-        index = int(rosie.model.emotion_logits(reply_states, mask).argmax(-1))
-    return rosie.model.config.emotions[index]
+def generate(rosie: LoadedRosie, prompt: list[int], options: SamplingOptions = GREEDY,
+             memory: list[str] | None = None, persona: int = 0) -> tuple[list[int], str]:
+    """Rosie's whole next turn: (token ids without the closing stop token, her emotion)."""
+    decoder = ReplyDecoder(rosie, prompt, options, memory, persona)
+    return list(decoder), decoder.emotion

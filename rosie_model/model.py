@@ -168,6 +168,9 @@ class Rosie(nn.Module):
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.emotion_head = nn.Linear(config.d_model, len(config.emotions))
         self.memory_proj = nn.Linear(config.d_model, config.d_model, bias=False)
+        #: A separate output layer replacing the tied embedding (set only by int8 quantization, which
+        #: needs the output projection as a Linear of its own).
+        self.output_head: nn.Module | None = None
         self.gradient_checkpointing = False
         cos, sin = rope_tables(config.head_dim, config.max_seq_len, config.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
@@ -232,6 +235,8 @@ class Rosie(nn.Module):
         return self.norm(x)
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.output_head is not None:
+            return self.output_head(hidden)
         return F.linear(hidden, self.tok_emb.weight)  # tied with the input embedding
 
     def emotion_logits(self, hidden: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:

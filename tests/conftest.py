@@ -6,11 +6,7 @@ import time
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.servers import free_port
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +17,7 @@ def redis_url(tmp_path_factory):
         if os.environ.get("ROSIE_REQUIRE_REDIS"):
             pytest.fail("redis-server is required (ROSIE_REQUIRE_REDIS is set) but not installed")
         pytest.skip("redis-server not installed (CI installs it)")
-    port = _free_port()
+    port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                 "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL)

@@ -70,6 +70,20 @@ def test_whole_graph_trains_evaluates_and_registers(trained):
     assert version.tags["git_commit"]
 
 
+def test_the_chat_api_loads_the_champion_and_names_unknown_aliases(trained, monkeypatch):
+    from rosie_model.chat import ModelNotFound, Rosie
+
+    _, _, home, _ = trained
+    monkeypatch.setenv("ROSIE_HOME", str(home.root))
+    rosie = Rosie.load("models:/rosie@champion")
+    assert rosie.loaded.folder.parent.name == "artifacts" and rosie.reply([], event="pet").emotion
+    assert Rosie.load("models:/rosie/1").loaded.model.config.preset == rosie.loaded.model.config.preset
+    with pytest.raises(ModelNotFound, match=r"no alias @staging; its aliases: @champion \(version \d+\)"):
+        Rosie.load("models:/rosie@staging")
+    with pytest.raises(ModelNotFound, match="no registered model 'rosy'"):
+        Rosie.load("models:/rosy@champion")
+
+
 def test_retraining_resumes_and_the_champion_moves_only_when_beaten(trained):
     defs, _, _, instance = trained
     rerun = dg.materialize(defs.assets, selection=["rosie_model", "model_evaluation", "registered_model"],

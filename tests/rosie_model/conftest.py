@@ -74,3 +74,25 @@ def train_args(corpus: dict, out_dir: Path, phase: str = "base", **settings) -> 
     for key, value in values.items():
         args += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     return args
+
+
+@pytest.fixture(scope="session")
+def chat_model_dir(corpus, tmp_path_factory):
+    """A real model folder (tiny preset, random weights, the corpus tokenizer with Rosie's chat format)."""
+    import torch
+    from tokenizers import Tokenizer
+
+    from rosie_model.checkpoint import save_weights
+    from rosie_model.config import preset
+    from rosie_model.model import Rosie
+
+    folder = tmp_path_factory.mktemp("chat_model")
+    vocab = Tokenizer.from_file(str(corpus["tokenizer"] / "tokenizer.json")).get_vocab_size()
+    config = preset("tiny", vocab_size=vocab, max_seq_len=256)
+    torch.manual_seed(0)
+    config.save(folder / "config.json")
+    save_weights(Rosie(config).state_dict(), folder / "weights" / "base.safetensors")
+    (folder / "tokenizer").mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / "tokenizer" / name).write_bytes((corpus["tokenizer"] / name).read_bytes())
+    return folder

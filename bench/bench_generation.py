@@ -1,0 +1,226 @@
+"""Generation speed on the CPU: Rosie's KV-cache decoder against transformers' ``generate`` on the same
+weights (the model exported to a Hugging Face Llama), plus dynamic int8 and its perplexity change.
+
+    python bench/bench_generation.py [--preset rosie-125m] [--model DIR] [--prompt 64 --new 64 --repeats 3]
+                                     [--threads 2] [--out bench/RESULTS.md]
+
+Both sides decode greedily from the same random prompt for exactly ``--new`` tokens (stop tokens
+ignored), batch 1, float32, in their own process with ``--threads`` threads. First-token latency is
+prompt in, first new token out (Rosie's includes the emotion head and her emotion token); tokens/s
+counts every token after the first. Without ``--model`` the weights are the preset's random ones (speed
+does not depend on their values); perplexity change needs a trained model: ``--model`` (with
+``--dialogue-val``, a dialogue shard split, for the perplexity rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_MODEL = ROOT / ".rosie" / "models" / "rosie_model"
+
+
+def make_model_dir(args: argparse.Namespace, folder: Path) -> Path:
+    """The model to measure: ``--model``, or the preset with random weights and a small trained tokenizer."""
+    if args.model:
+        return Path(args.model)
+    import torch
+
+    from rosie_model.checkpoint import save_weights
+    from rosie_model.config import preset
+    from rosie_model.model import Rosie
+    from rosie_pipeline.dialogue.importers import chitchat_conversations
+    from rosie_pipeline.tokenize.tokenizer import TokenizerOptions, sample_texts, save_tokenizer, train_tokenizer
+
+    texts = [(str(n), "\n".join(t.text for t in c.turns)) for n, c in enumerate(chitchat_conversations(limit=2000))]
+    save_tokenizer(train_tokenizer(sample_texts(texts, 10**8), TokenizerOptions(vocab_size=4096)),
+                   folder / "tokenizer", TokenizerOptions())
+    config = preset(args.preset, max_seq_len=max(512, args.prompt + args.new + 8))
+    torch.manual_seed(0)
+    config.save(folder / "config.json")
+    save_weights(Rosie(config).state_dict(), folder / "weights" / "base.safetensors")
+    return folder
+
+
+def prompt_ids(args: argparse.Namespace, vocab: int) -> list[int]:
+    import torch
+
+    return torch.randint(100, min(vocab, 4000), (args.prompt,), generator=torch.Generator().manual_seed(1)).tolist()
+
+
+def run_rosie(args: argparse.Namespace, model_dir: Path, int8: bool) -> dict[str, float]:
+    import dataclasses
+
+    from rosie_model.chat import quantize_int8
+    from rosie_model.generate import GREEDY, ReplyDecoder, load_rosie
+
+    rosie = load_rosie(model_dir, weights="base.safetensors")
+    if int8:
+        rosie.model = quantize_int8(rosie.model)
+    prompt = prompt_ids(args, rosie.model.config.vocab_size)
+    options = dataclasses.replace(GREEDY, max_new_tokens=args.new)
+
+    def once() -> tuple[float, float, list[int]]:
+        start = time.perf_counter()
+        tokens = iter(ReplyDecoder(rosie, prompt, options, stops=set()))
+        produced = [next(tokens)]
+        first = time.perf_counter()
+        produced += list(tokens)
+        return first - start, time.perf_counter() - first, produced
+
+    decoder = ReplyDecoder(rosie, prompt, options, stops=set())
+    return {**measure(once, args), "emotion_id": decoder.emotion_id}
+
+
+def run_hf(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
+    import torch
+    from transformers import LlamaForCausalLM
+    from transformers.generation.streamers import BaseStreamer
+
+    from rosie_model.config import ModelConfig
+    from rosie_model.export import export_hf
+
+    hf_dir = Path(args.scratch) / "hf"
+    if not (hf_dir / "config.json").exists():
+        export_hf(model_dir, hf_dir, "base")
+    model = LlamaForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
+    # Rosie opens her turn with the emotion token her head picked; transformers gets it in the prompt,
+    # so both continue the same context and greedy decoding must agree token for token
+    prompt = torch.tensor([prompt_ids(args, ModelConfig.load(model_dir / "config.json").vocab_size) + [args.emotion_id]])
+
+    class FirstToken(BaseStreamer):
+        def __init__(self) -> None:
+            self.calls, self.at = 0, 0.0
+
+        def put(self, value: torch.Tensor) -> None:
+            self.calls += 1
+            if self.calls == 2:  # the first call carries the prompt
+                self.at = time.perf_counter()
+
+        def end(self) -> None:
+            pass
+
+    def once() -> tuple[float, float, list[int]]:
+        streamer = FirstToken()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=args.new,
+                                 min_new_tokens=args.new, do_sample=False, streamer=streamer, pad_token_id=1)
+        end = time.perf_counter()
+        return streamer.at - start, end - streamer.at, out[0, prompt.shape[1]:].tolist()
+
+    return measure(once, args)
+
+
+def measure(once: Any, args: argparse.Namespace) -> dict[str, Any]:
+    once()  # warm-up
+    runs = [once() for _ in range(args.repeats)]
+    first = sorted(r[0] for r in runs)[len(runs) // 2]
+    rest = sorted(r[1] for r in runs)[len(runs) // 2]
+    return {"first_token_ms": first * 1000, "tokens_per_second": (args.new - 1) / rest, "tokens": runs[0][2]}
+
+
+def perplexity(args: argparse.Namespace, model_dir: Path, int8: bool) -> float:
+    from rosie_model.chat import quantize_int8
+    from rosie_model.evaluate import shard_metrics
+    from rosie_model.generate import load_rosie
+
+    rosie = load_rosie(model_dir)
+    if int8:
+        rosie.model = quantize_int8(rosie.model)
+    return shard_metrics(rosie, Path(args.dialogue_val), args.ppl_rows)["perplexity"]
+
+
+def side(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model_dir = Path(args.model_dir)
+    if args.side == "hf":
+        result = run_hf(args, model_dir)
+    elif args.side.startswith("ppl"):
+        result = {"perplexity": perplexity(args, model_dir, args.side == "ppl-int8")}
+    else:
+        result = run_rosie(args, model_dir, args.side == "rosie-int8")
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="rosie-125m")
+    parser.add_argument("--model", default=None, help="a trained model folder (default: the preset, random weights)")
+    parser.add_argument("--dialogue-val", default=None, help="dialogue shard split for the int8 perplexity change")
+    parser.add_argument("--ppl-rows", type=int, default=256)
+    parser.add_argument("--prompt", type=int, default=64)
+    parser.add_argument("--new", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--side", help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)
+    parser.add_argument("--emotion-id", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        side(args)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = make_model_dir(args, Path(scratch) / "model")
+        forwarded = ["--prompt", str(args.prompt), "--new", str(args.new), "--repeats", str(args.repeats),
+                     "--threads", str(args.threads), "--model-dir", str(model_dir), "--scratch", scratch,
+                     "--ppl-rows", str(args.ppl_rows)] + (["--dialogue-val", args.dialogue_val] if args.dialogue_val else [])
+
+        def run(name: str, *extra: str) -> dict[str, Any]:
+            done = subprocess.run([sys.executable, __file__, "--side", name, *forwarded, *extra], capture_output=True,
+                                  text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            if done.returncode:
+                raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+            return json.loads(done.stdout.strip().splitlines()[-1])
+
+        results = {name: run(name) for name in ("rosie", "rosie-int8")}
+        results["hf"] = run("hf", "--emotion-id", str(results["rosie"]["emotion_id"]))
+        ppl = {name: run(name)["perplexity"] for name in ("ppl", "ppl-int8")} if args.dialogue_val else {}
+        from rosie_model.config import ModelConfig
+
+        config = ModelConfig.load(model_dir / "config.json")
+    rosie, hf, int8 = results["rosie"], results["hf"], results["rosie-int8"]
+    same = sum(a == b for a, b in zip(rosie["tokens"], hf["tokens"])) / max(1, len(hf["tokens"]))
+    parameters = config.vocab_size * config.d_model + config.n_layers * (
+        config.d_model * (config.n_heads + 2 * config.kv_heads) * config.head_dim
+        + config.n_heads * config.head_dim * config.d_model + 3 * config.d_model * config.d_ff)
+    what = f"`{args.model}` (trained)" if args.model else f"preset {args.preset}, random weights"
+    header = (f"Model: {what}, {parameters / 1e6:.1f}M parameters in the Llama trunk, vocab {config.vocab_size}; "
+              f"prompt {args.prompt} tokens, {args.new} new tokens, greedy, batch 1, float32 unless int8; "
+              f"{args.threads} threads on {os.cpu_count()} cores, {platform.machine()}; median of {args.repeats} "
+              f"after a warm-up. Greedy tokens identical to transformers': {same:.0%}. "
+              f"Command: `python bench/bench_generation.py{' --model ' + args.model if args.model else ''}`.")
+    rows = [("Rosie ReplyDecoder (fp32)", rosie), ("transformers generate (fp32)", hf),
+            ("Rosie ReplyDecoder (dynamic int8)", int8)]
+    table = ["| decoder | first token | tokens/s | vs transformers |", "| --- | ---: | ---: | ---: |"]
+    table += [f"| {name} | {r['first_token_ms']:,.1f} ms | {r['tokens_per_second']:,.1f} | "
+              f"**{r['tokens_per_second'] / hf['tokens_per_second']:.2f}x** |" for name, r in rows]
+    if ppl:
+        change = (ppl["ppl-int8"] - ppl["ppl"]) / ppl["ppl"]
+        table += ["", "| weights | dialogue perplexity |", "| --- | ---: |", f"| float32 | {ppl['ppl']:.3f} |",
+                  f"| dynamic int8 | {ppl['ppl-int8']:.3f} ({change:+.2%}) |"]
+    body = header + "\n\n" + "\n".join(table)
+    print(body)
+    if args.out:
+        sys.path.insert(0, str(ROOT))
+        from bench.results import write_section
+
+        title = f"Generation speed, CPU ({'trained ' + Path(args.model).name if args.model else args.preset})"
+        write_section(args.out, title, body)
+
+
+if __name__ == "__main__":
+    main()
