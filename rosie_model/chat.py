@@ -179,10 +179,10 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 
     from rosie_model.model import Rosie as Transformer
 
-    assert isinstance(model, Transformer)
-    head = torch.nn.Linear(model.config.d_model, model.config.vocab_size, bias=False)
-    head.weight = torch.nn.Parameter(model.tok_emb.weight.detach().clone(), requires_grad=False)
-    model.output_head = head
+    if isinstance(model, Transformer):  # its output reuses the embedding matrix: give it a Linear to quantize
+        head = torch.nn.Linear(model.config.d_model, model.config.vocab_size, bias=False)
+        head.weight = torch.nn.Parameter(model.tok_emb.weight.detach().clone(), requires_grad=False)
+        model.output_head = head
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

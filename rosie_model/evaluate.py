@@ -126,7 +126,8 @@ def choice_loglik(rosie: LoadedRosie, prompt: list[int], choice: str, memory: li
 def multiple_choice(rosie: LoadedRosie, items: list[dict[str, Any]]) -> float:
     right = 0
     for item in items:
-        prompt = rosie.render(item["messages"], add_generation_prompt=True)
+        in_context = item.get("memory") if not rosie.model.config.memory_layers else None  # bootstrap path
+        prompt = rosie.render(item["messages"], memory=in_context, add_generation_prompt=True)
         scores = [choice_loglik(rosie, prompt, f"<|emotion:{item.get('emotion', 'happy')}|>{c}\n", item.get("memory"))
                   for c in item["choices"]]
         right += int(max(range(len(scores)), key=scores.__getitem__) == item["answer"])

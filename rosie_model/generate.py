@@ -23,7 +23,8 @@ from tokenizers import Tokenizer
 
 from rosie_model.checkpoint import load_weights
 from rosie_model.config import ModelConfig
-from rosie_model.model import KVCache, Rosie
+from rosie_model.bootstrap import BOOTSTRAP_FILE, BootstrapRosie, BootstrapSettings
+from rosie_model.model import Rosie
 
 WEIGHT_ORDER = ("final.safetensors", "personality.safetensors", "base.safetensors")
 
@@ -64,7 +65,7 @@ GREEDY = SamplingOptions(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty
 
 @dataclass
 class LoadedRosie:
-    model: Rosie
+    model: Rosie | BootstrapRosie
     tokenizer: Tokenizer
     settings: dict[str, Any]
     folder: Path
@@ -150,8 +151,14 @@ def load_rosie(folder: Path, weights: str | None = None, device: str = "cpu") ->
     try:
         config = ModelConfig.load(folder / "config.json")
         step = f"weights/{candidates[0]}"
-        model = Rosie(config)
-        model.load_state_dict(load_weights(folder / "weights" / candidates[0]))
+        model: Rosie | BootstrapRosie
+        if (folder / BOOTSTRAP_FILE).is_file():  # adapters and heads over a pretrained model
+            model = BootstrapRosie(BootstrapSettings.load(folder / BOOTSTRAP_FILE), folder / "tokenizer",
+                                   config.max_seq_len)
+            model.load_trained_state(load_weights(folder / "weights" / candidates[0]))
+        else:
+            model = Rosie(config)
+            model.load_state_dict(load_weights(folder / "weights" / candidates[0]))
         step = "tokenizer/"
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer" / "tokenizer.json"))
         settings = json.loads((folder / "tokenizer" / "tokenizer_config.json").read_text(encoding="utf-8"))
@@ -178,8 +185,8 @@ class ReplyDecoder:
                              f"model's context of {limit}")
         self.prompt = prompt[-room:]
         self.generator = torch.Generator(device=device).manual_seed(options.seed) if options.seed is not None else None
-        self.cache = KVCache.empty(model.config, 1, len(self.prompt) + 1 + options.max_new_tokens, device,
-                                   model.tok_emb.weight.dtype)
+        self.cache = model.new_cache(1, len(self.prompt) + 1 + options.max_new_tokens, device,
+                                     model.tok_emb.weight.dtype)
         self.bank, self.bank_mask = rosie.encode_facts(memory or [])
         self.persona = torch.tensor([persona], device=device)
         self.hit_limit = False

@@ -197,6 +197,9 @@ class Rosie(nn.Module):
                              f"{self.config.max_seq_len}")
         return self.rope_cos[start : start + length], self.rope_sin[start : start + length]
 
+    def new_cache(self, batch: int, max_len: int, device: torch.device, dtype: torch.dtype) -> KVCache:
+        return KVCache.empty(self.config, batch, max_len, device, dtype)
+
     def encode_memory(self, fact_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch, facts, tokens) of token ids, ``pad_id`` for padding -> (memory bank, which slots exist).
 

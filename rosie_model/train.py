@@ -37,6 +37,7 @@ from tqdm import tqdm
 from rosie_model.checkpoint import list_checkpoints, load_checkpoint, load_weights, save_checkpoint, save_weights
 from rosie_model.config import ModelConfig, preset
 from rosie_model.data import Position, ShardDataset, sha256_file
+from rosie_model.bootstrap import BOOTSTRAP_FILE, BootstrapRosie, BootstrapSettings, export_bootstrap
 from rosie_model.model import Rosie
 from rosie_model.tracking import Tracker
 
@@ -47,6 +48,12 @@ PHASE_TRAINS = {
     "base": ("trunk",),
     "personality": ("trunk", "persona", "emotion_head"),
     "emotion_memory": ("memory", "persona", "emotion_head"),
+}
+#: On the bootstrap path "trunk" is the LoRA adapters and Rosie's token rows, and memory is read from the
+#: context, so phase 3 trains the adapters too.
+BOOTSTRAP_PHASE_TRAINS = {
+    "personality": ("trunk", "persona", "emotion_head"),
+    "emotion_memory": ("trunk", "persona", "emotion_head"),
 }
 #: Dense bf16 peak FLOP/s by GPU name, for MFU.
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "L40": 181e12, "4090": 165e12}
@@ -87,6 +94,14 @@ class TrainConfig:
     keep_checkpoints: int = 3
     experiment: str | None = None
     run_name: str | None = None
+    #: ``scratch`` trains Rosie's own transformer; ``bootstrap`` adapts ``pretrained`` (a Hugging Face
+    #: folder or a .gguf file) with LoRA, phases personality and emotion_memory only (rosie_model.bootstrap).
+    approach: str = "scratch"
+    pretrained: str | None = None
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
     @classmethod
     def from_sources(cls, path: str | None, overrides: list[str], phase: str | None) -> TrainConfig:
@@ -111,6 +126,11 @@ class TrainConfig:
         for name in ("train_data", "tokenizer"):
             if not getattr(config, name):
                 raise ValueError(f"{name} is required")
+        if config.approach not in ("scratch", "bootstrap"):
+            raise ValueError(f"approach must be scratch or bootstrap, not {config.approach!r}")
+        if config.approach == "bootstrap" and (config.phase == "base" or not config.pretrained):
+            raise ValueError("the bootstrap approach adapts a pretrained model (set pretrained=FOLDER|FILE.gguf) "
+                             "in the personality and emotion_memory phases; it has no base phase")
         return config
 
 
@@ -173,6 +193,10 @@ def model_config_for(config: TrainConfig, tokenizer_dir: Path) -> ModelConfig:
 def select_trainable(model: Rosie, groups: list[str] | tuple[str, ...]) -> list[str]:
     """Freeze everything outside ``groups``; returns the names that train."""
     def group_of(name: str) -> str:
+        if "lora_" in name or "trainable_tokens" in name:
+            return "trunk"  # on the bootstrap path the adapters are what trains of the trunk
+        if name.startswith("lm."):
+            return "pretrained"  # the bootstrap path's pretrained weights: frozen in every phase
         if name.startswith("persona"):
             return "persona"
         if name.startswith("emotion_head"):
@@ -187,6 +211,28 @@ def select_trainable(model: Rosie, groups: list[str] | tuple[str, ...]) -> list[
         if param.requires_grad:
             names.append(name)
     return names
+
+
+def build_core(config: TrainConfig, out_dir: Path, tokenizer_dir: Path) -> tuple[Rosie | BootstrapRosie, set[str] | None]:
+    """The model to train, initialised as the phase says, and which tensors its checkpoints keep (None: all)."""
+    init = Path(config.init_from) if config.init_from else _previous_weights(out_dir, config.phase)
+    if config.approach == "bootstrap":
+        init = init if config.init_from or config.phase == "emotion_memory" else None  # phase 2 starts pretrained
+        settings = BootstrapSettings(pretrained=str(config.pretrained), lora_r=config.lora_r,
+                                     lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                                     target_modules=list(config.lora_target_modules))
+        core = BootstrapRosie(settings, tokenizer_dir, config.model_overrides.get("max_seq_len"))
+        if init is not None:
+            core.load_trained_state(load_weights(init))
+        elif config.phase != "personality":
+            raise FileNotFoundError(f"phase {config.phase} starts from the personality phase's adapters; none in {out_dir}")
+        return core, set(core.trained_state())
+    scratch = Rosie(model_config_for(config, tokenizer_dir))
+    if init is not None:
+        scratch.load_state_dict(load_weights(init))
+    elif config.phase != "base":
+        raise FileNotFoundError(f"phase {config.phase} starts from the previous phase's weights; none in {out_dir}")
+    return scratch, None
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -258,12 +304,16 @@ def setup_distributed(device_type: str) -> Dist:
     return Dist(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size())
 
 
-def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Full (unsharded, CPU) model and optimizer state dicts, keyed by parameter name, on every rank."""
+def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+               keep: set[str] | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Full (unsharded, CPU) model and optimizer state dicts, keyed by parameter name, on every rank;
+    only the ``keep`` tensors when given (the bootstrap path never re-saves its pretrained weights)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     weights = get_model_state_dict(model, options=options)
+    if keep is not None:
+        weights = {k: v for k, v in weights.items() if k in keep}
     optim = get_optimizer_state_dict(model, optimizer, options=options) if optimizer is not None else None
     return weights, optim
 
@@ -272,7 +322,7 @@ def restore_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, weig
                   optim: dict[str, Any]) -> None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 
-    options = StateDictOptions(full_state_dict=True)
+    options = StateDictOptions(full_state_dict=True, strict=False)
     set_model_state_dict(model, weights, options=options)
     set_optimizer_state_dict(model, optimizer, optim, options=options)
 
@@ -311,14 +361,10 @@ def train(config: TrainConfig) -> TrainResult:
     autocast_dtype, needs_scaler = pick_dtype(config.dtype, device)
     torch.manual_seed(config.seed)
 
-    model_config = model_config_for(config, tokenizer_dir)
-    core = Rosie(model_config)
-    init = Path(config.init_from) if config.init_from else _previous_weights(out_dir, config.phase)
-    if init is not None:
-        core.load_state_dict(load_weights(init))
-    elif config.phase != "base":
-        raise FileNotFoundError(f"phase {config.phase} starts from the previous phase's weights; none in {out_dir}")
-    trainable = select_trainable(core, config.trainable or PHASE_TRAINS[config.phase])
+    core, keep = build_core(config, out_dir, tokenizer_dir)
+    model_config = core.config
+    phase_trains = BOOTSTRAP_PHASE_TRAINS if config.approach == "bootstrap" else PHASE_TRAINS
+    trainable = select_trainable(core, config.trainable or phase_trains[config.phase])
     core.gradient_checkpointing = config.gradient_checkpointing
     core.to(device)
     model = wrap(core, config, world, device)
@@ -363,7 +409,7 @@ def train(config: TrainConfig) -> TrainResult:
     started, start_step, loss_value, val_loss = time.perf_counter(), step, float("nan"), None
 
     def checkpoint_now() -> None:
-        weights, optim = full_state(model, optimizer)
+        weights, optim = full_state(model, optimizer, keep)
         state = {"step": step, "position": position.to_dict(), "optimizer": optim, "run_id": tracker.run_id or "",
                  "loss_curve": [list(p) for p in curve], "rng_cpu": torch.get_rng_state()}
         if device.type == "cuda":
@@ -428,7 +474,7 @@ def train(config: TrainConfig) -> TrainResult:
     bar.close()
 
     weights_path = out_dir / "weights" / WEIGHT_FILES[config.phase]
-    weights, _ = full_state(model, None)
+    weights, _ = full_state(model, None, keep)
     elapsed = time.perf_counter() - started
     result = TrainResult(step, step * tokens_per_step, loss_value, val_loss,
                          tokens_per_step * (step - start_step) / elapsed if step > start_step else 0.0,
@@ -436,6 +482,9 @@ def train(config: TrainConfig) -> TrainResult:
     if world.main:
         save_weights(weights, weights_path, metadata={"phase": config.phase, "preset": model_config.preset})
         model_config.save(out_dir / "config.json")
+        if isinstance(core, BootstrapRosie):
+            core.settings.save(out_dir / BOOTSTRAP_FILE)
+            export_bootstrap(core, out_dir)
         if tokenizer_dir.resolve() != (out_dir / "tokenizer").resolve():
             shutil.copytree(tokenizer_dir, out_dir / "tokenizer", dirs_exist_ok=True)
         tracker.finish_success(result, out_dir, weights_path)

