@@ -57,15 +57,23 @@ def prompt_ids(args: argparse.Namespace, vocab: int) -> list[int]:
     return torch.randint(100, min(vocab, 4000), (args.prompt,), generator=torch.Generator().manual_seed(1)).tolist()
 
 
+def load_side(model_dir: Path, int8: bool, weights: str | None = None) -> Any:
+    """The model folder loaded as the chat API loads it, quantized when ``int8``."""
+    from rosie_model.chat import quantize_int8
+    from rosie_model.generate import load_rosie
+
+    rosie = load_rosie(model_dir, weights=weights)
+    if int8:
+        rosie.model = quantize_int8(rosie.model)
+    return rosie
+
+
 def run_rosie(args: argparse.Namespace, model_dir: Path, int8: bool) -> dict[str, float]:
     import dataclasses
 
-    from rosie_model.chat import quantize_int8
-    from rosie_model.generate import GREEDY, ReplyDecoder, load_rosie
+    from rosie_model.generate import GREEDY, ReplyDecoder
 
-    rosie = load_rosie(model_dir, weights="base.safetensors")
-    if int8:
-        rosie.model = quantize_int8(rosie.model)
+    rosie = load_side(model_dir, int8, weights="base.safetensors")
     prompt = prompt_ids(args, rosie.model.config.vocab_size)
     options = dataclasses.replace(GREEDY, max_new_tokens=args.new)
 
@@ -130,13 +138,9 @@ def measure(once: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def perplexity(args: argparse.Namespace, model_dir: Path, int8: bool) -> float:
-    from rosie_model.chat import quantize_int8
     from rosie_model.evaluate import shard_metrics
-    from rosie_model.generate import load_rosie
 
-    rosie = load_rosie(model_dir)
-    if int8:
-        rosie.model = quantize_int8(rosie.model)
+    rosie = load_side(model_dir, int8)
     return shard_metrics(rosie, Path(args.dialogue_val), args.ppl_rows)["perplexity"]
 
 

@@ -204,6 +204,8 @@ class BootstrapRosie(nn.Module):
 def export_bootstrap(model: BootstrapRosie, out_dir: Path) -> None:
     """``adapters/`` in peft's format (load with ``PeftModel.from_pretrained``) and ``merged/``, the base
     with the adapters folded in, as a plain transformers model (no peft needed to serve it)."""
+    import copy
+
     model.lm.save_pretrained(str(out_dir / "adapters"))
-    merged = model.lm.merge_and_unload()
+    merged = copy.deepcopy(model.lm).merge_and_unload()  # merging folds in place: keep the caller's model LoRA
     merged.save_pretrained(str(out_dir / "merged"))

@@ -217,8 +217,8 @@ class Rosie:
             if device != "cpu":
                 raise ChatError("int8 quantization is for CPU inference; use bf16 on a GPU")
             loaded.model = quantize_int8(loaded.model)
-        weights = max((folder / "weights").glob("*.safetensors"), key=lambda p: p.stat().st_mtime_ns)
-        tag = f"{folder.resolve()}@{weights.stat().st_mtime_ns}{'+int8' if int8 else ''}"
+        weights = loaded.weights  # memory vectors are tagged with the weights that made them
+        tag = f"{weights.resolve()}@{weights.stat().st_mtime_ns}{'+int8' if int8 else ''}"
         return cls(loaded, options or SamplingOptions(), memory_path or rosie_home() / "memory" / "memory.db",
                    max_message_chars, tag=tag)
 

@@ -69,6 +69,8 @@ class LoadedRosie:
     tokenizer: Tokenizer
     settings: dict[str, Any]
     folder: Path
+    #: The weights file that was loaded (the latest phase unless one was asked for).
+    weights: Path
 
     @property
     def template(self) -> jinja2.Template:
@@ -166,7 +168,7 @@ def load_rosie(folder: Path, weights: str | None = None, device: str = "cpu") ->
     except Exception as exc:  # safetensors, json, torch and tokenizers each raise their own kinds
         raise ModelLoadError(f"cannot load {folder / step}: {type(exc).__name__}: {str(exc)[:300]}") from exc
     model.to(device).eval()
-    return LoadedRosie(model, tokenizer, settings, folder)
+    return LoadedRosie(model, tokenizer, settings, folder, folder / "weights" / candidates[0])
 
 
 class ReplyDecoder:
