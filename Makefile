@@ -33,9 +33,10 @@ ui: setup
 # Rosie against its peers on the same input (datatrove, tokenizers, transformers); writes bench/RESULTS.md.
 bench: setup
 	$(BIN)/python bench/bench_curation.py --out bench/RESULTS.md
-	$(BIN)/python bench/bench_training.py --out bench/RESULTS.md
+	$(BIN)/python bench/bench_training.py --compile --out bench/RESULTS.md
 	$(BIN)/python bench/bench_training.py --dtype bfloat16 --out bench/RESULTS.md
 	$(BIN)/python bench/bench_generation.py --out bench/RESULTS.md
+	$(BIN)/python bench/bench_lora.py --out bench/RESULTS.md
 
 run: setup
 	$(BIN)/rosie run $(SELECTION)

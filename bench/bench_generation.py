@@ -35,15 +35,13 @@ def make_model_dir(args: argparse.Namespace, folder: Path) -> Path:
         return Path(args.model)
     import torch
 
+    sys.path.insert(0, str(ROOT))
+    from bench.corpus import small_rosie_tokenizer
     from rosie_model.checkpoint import save_weights
     from rosie_model.config import preset
     from rosie_model.model import Rosie
-    from rosie_pipeline.dialogue.importers import chitchat_conversations
-    from rosie_pipeline.tokenize.tokenizer import TokenizerOptions, sample_texts, save_tokenizer, train_tokenizer
 
-    texts = [(str(n), "\n".join(t.text for t in c.turns)) for n, c in enumerate(chitchat_conversations(limit=2000))]
-    save_tokenizer(train_tokenizer(sample_texts(texts, 10**8), TokenizerOptions(vocab_size=4096)),
-                   folder / "tokenizer", TokenizerOptions())
+    small_rosie_tokenizer(folder / "tokenizer")
     config = preset(args.preset, max_seq_len=max(512, args.prompt + args.new + 8))
     torch.manual_seed(0)
     config.save(folder / "config.json")

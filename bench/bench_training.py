@@ -5,7 +5,8 @@
 
 Same dimensions, same data, same optimizer (AdamW), float32 on the CPU (bf16 autocast on CUDA); each
 side runs in its own process so its peak resident memory is its own. Reports tokens/s of full training
-steps (forward, backward, optimizer) and the ratio.
+steps (forward, backward, optimizer) and the ratio; ``--compile`` adds Rosie under torch.compile (the
+training engine's ``compile`` setting), compiled during the warm-up steps.
 """
 
 from __future__ import annotations
@@ -26,16 +27,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def build(side: str, args: argparse.Namespace):  # type: ignore[no-untyped-def]
     import torch
 
-    if side == "rosie":
+    if side.startswith("rosie"):
         from rosie_model.config import ModelConfig
         from rosie_model.model import Rosie
 
         model = Rosie(ModelConfig(vocab_size=args.vocab, n_layers=args.layers, d_model=args.d_model,
                                   n_heads=args.heads, d_ff=args.d_ff, max_seq_len=args.seq_len, memory_layers=()))
         model.gradient_checkpointing = args.checkpointing
+        forward = torch.compile(model) if side == "rosie-compiled" else model  # the engine's `compile` setting
 
         def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            logits = model.lm_logits(model(x))
+            logits = model.lm_logits(forward(x))
             return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
     else:
         from transformers import LlamaConfig, LlamaForCausalLM
@@ -99,20 +101,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="add a row for Rosie under torch.compile")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                         help="autocast dtype on the CPU (CUDA always uses bf16)")
-    parser.add_argument("--side", choices=["rosie", "hf"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["rosie", "rosie-compiled", "hf"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.side:
         print(json.dumps(run_side(args.side, args)))
         return
-    passthrough = [a for a in sys.argv[1:] if not a.startswith("--out")]
-    if "--out" in sys.argv:
-        index = sys.argv.index("--out")
-        passthrough = sys.argv[1:index] + sys.argv[index + 2 :]
+    passthrough = [a for a in sys.argv[1:] if a not in ("--out", str(args.out), "--compile")]
     results = {}
-    for side in ("rosie", "hf"):
+    sides = ("rosie", "rosie-compiled", "hf") if args.compile else ("rosie", "hf")
+    for side in sides:
         done = subprocess.run([sys.executable, __file__, "--side", side, *passthrough], capture_output=True, text=True,
                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
         results[side] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -120,14 +121,13 @@ def main() -> None:
     header = (f"Dimensions: {args.layers} layers, d_model {args.d_model}, {args.heads} heads, d_ff {args.d_ff}, "
               f"vocab {args.vocab}, batch {args.batch} x {args.seq_len} tokens, {rosie['parameters'] / 1e6:.1f}M "
               f"parameters; device {rosie['device']}, {args.dtype}, {os.cpu_count()} cores, {platform.machine()}; "
-              f"{args.steps} timed AdamW steps after 2 warm-up. Command: `python bench/bench_training.py`.")
-    table = "\n".join([
-        "| model | tokens/s | peak memory |", "| --- | ---: | ---: |",
-        f"| Rosie (rosie_model) | {rosie['tokens_per_second']:,.0f} | {rosie['peak_bytes'] / 2**20:,.0f} MiB |",
-        f"| transformers LlamaForCausalLM | {hf['tokens_per_second']:,.0f} | {hf['peak_bytes'] / 2**20:,.0f} MiB |",
-        f"| **ratio** | **{rosie['tokens_per_second'] / hf['tokens_per_second']:.2f}x** | "
-        f"{rosie['peak_bytes'] / hf['peak_bytes']:.2f}x |",
-    ])
+              f"{args.steps} timed AdamW steps after 2 warm-up (compilation happens there). "
+              f"Command: `python bench/bench_training.py{' --compile' if args.compile else ''}`.")
+    names = {"rosie": "Rosie (rosie_model)", "rosie-compiled": "Rosie, `compile: true` (torch.compile)",
+             "hf": "transformers LlamaForCausalLM"}
+    table = "\n".join(["| model | tokens/s | peak memory | tokens/s vs transformers |", "| --- | ---: | ---: | ---: |"] + [
+        f"| {names[side]} | {r['tokens_per_second']:,.0f} | {r['peak_bytes'] / 2**20:,.0f} MiB | "
+        f"**{r['tokens_per_second'] / hf['tokens_per_second']:.2f}x** |" for side, r in results.items()])
     print(header)
     print(table)
     if args.out:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 
 def conversations() -> Iterator[str]:
@@ -63,3 +64,14 @@ def with_duplicates(docs: list[str], share: float = 0.2, seed: int = 1) -> list[
         out.append(" ".join(words))
     rng.shuffle(out)
     return out
+
+
+def small_rosie_tokenizer(folder: Path, vocab_size: int = 4096) -> Path:
+    """Rosie's tokenizer (her special tokens and chat settings) trained on a slice of the real conversations."""
+    from rosie_pipeline.dialogue.importers import chitchat_conversations
+    from rosie_pipeline.tokenize.tokenizer import TokenizerOptions, sample_texts, save_tokenizer, train_tokenizer
+
+    texts = [(str(n), "\n".join(t.text for t in c.turns)) for n, c in enumerate(chitchat_conversations(limit=2000))]
+    save_tokenizer(train_tokenizer(sample_texts(texts, 10**8), TokenizerOptions(vocab_size=vocab_size)), folder,
+                   TokenizerOptions())
+    return folder

@@ -23,11 +23,11 @@ DEMO_CONFIG: dict[str, dict[str, object]] = {
     "pretrain_shards": {"seq_len": 128, "val_permille": 200},
     "personality_dialogues": {"target": 3000, "chitchat_limit": 500},
     "emotion_dialogues": {"chitchat_limit": 1000},
-    "memory_dialogues": {"count": 1000, "distractor_conversations": 300},
+    "memory_dialogues": {"count": 2500, "distractor_conversations": 300},
     "dialogue_shards": {"seq_len": 128},
     "base_model": {"steps": 60},
     "personality_model": {"steps": 500},
-    "rosie_model": {"steps": 300, "lr": 0.01},
+    "rosie_model": {"steps": 500, "lr": 0.002},
     "model_evaluation": {"val_permille": 200},
 }
 

@@ -16,7 +16,7 @@ from dagster_project.assets.evaluate import EVALUATE_ASSETS
 from dagster_project.assets.ingest import INGEST_ASSETS
 from dagster_project.assets.tokenize import TOKENIZE_ASSETS
 from dagster_project.assets.train import TRAIN_ASSETS
-from dagster_project.jobs import INGEST_JOBS
+from dagster_project.jobs import INGEST_JOBS, bootstrap_training_job
 from dagster_project.resources import RosieHomeResource
 from dagster_project.schedules import DATA_REFRESH_SCHEDULES
 from dagster_project.sensors import landing_sensor
@@ -54,7 +54,7 @@ def build_definitions(home: str = "") -> dg.Definitions:
     automated = [asset.with_attributes(automation_condition=_refresh_condition(asset)) for asset in AUTOMATED_ASSETS]
     return dg.Definitions(
         assets=[*INGEST_ASSETS, *automated],
-        jobs=list(INGEST_JOBS.values()),
+        jobs=[*INGEST_JOBS.values(), bootstrap_training_job],
         sensors=[landing_sensor, automation],
         schedules=DATA_REFRESH_SCHEDULES,
         resources={"rosie": RosieHomeResource(path=home), "pipes": dg.PipesSubprocessClient()},

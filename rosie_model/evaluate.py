@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from rosie_model.bootstrap import BOOTSTRAP_FILE
 from rosie_model.data import Position, ShardDataset, collate
 from rosie_model.generate import GREEDY, LoadedRosie, generate, load_rosie
 from rosie_model.tracking import ensure_experiment, pipes_session
@@ -63,10 +64,13 @@ def text_perplexity(rosie: LoadedRosie, texts: list[str]) -> float:
 
 @torch.no_grad()
 def shard_metrics(rosie: LoadedRosie, folder: Path, max_rows: int) -> dict[str, Any]:
-    """Masked perplexity and emotion predictions on a dialogue shard split."""
+    """Masked perplexity, bits per byte and emotion predictions on a dialogue shard split.
+
+    Perplexity is per token, so it compares models that share a tokenizer; bits per byte (the same loss
+    over the UTF-8 bytes of the target text) also compares the scratch and bootstrap approaches."""
     model = rosie.model
     data = ShardDataset(folder)
-    total, count, truth, predicted, token_predicted = 0.0, 0, [], [], []
+    total, count, target_bytes, truth, predicted, token_predicted = 0.0, 0, 0, [], [], []
     emotion_ids = [rosie.token_id(f"<|emotion:{name}|>") for name in model.config.emotions]
     rows = (item for item, _ in data.rows_from(Position(), seed=0))
     remaining = min(max_rows, data.rows)
@@ -86,6 +90,9 @@ def shard_metrics(rosie: LoadedRosie, folder: Path, max_rows: int) -> dict[str, 
         losses = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
         total += float((losses * mask).sum())
         count += int(mask.sum())
+        for row, row_mask in zip(tokens[:, 1:].tolist(), mask.tolist()):
+            target = [token for token, kept in zip(row, row_mask) if kept]
+            target_bytes += len(rosie.tokenizer.decode(target, skip_special_tokens=False).encode("utf-8"))
         labels = batch.get("emotion")
         if labels is not None:
             keep = labels >= 0
@@ -95,7 +102,9 @@ def shard_metrics(rosie: LoadedRosie, folder: Path, max_rows: int) -> dict[str, 
             first = (mask & (mask.cumsum(dim=1) == 1)).float().argmax(dim=1)
             start_logits = logits[torch.arange(len(first)), first][:, emotion_ids]
             token_predicted += start_logits.argmax(-1)[keep].tolist()
-    return {"perplexity": math.exp(total / count) if count else float("nan"), "truth": truth, "predicted": predicted,
+    return {"perplexity": math.exp(total / count) if count else float("nan"),
+            "bits_per_byte": total / math.log(2) / target_bytes if target_bytes else float("nan"),
+            "truth": truth, "predicted": predicted,
             "token_predicted": token_predicted, "rows": len(truth)}
 
 
@@ -142,7 +151,8 @@ def persona_items(rosie: LoadedRosie) -> list[dict[str, Any]]:
 def evaluate(model_dir: Path, spec: dict[str, Any], max_rows: int = 512) -> dict[str, Any]:
     rosie = load_rosie(model_dir)
     torch.manual_seed(0)
-    results: dict[str, Any] = {"model_dir": str(model_dir)}
+    results: dict[str, Any] = {"model_dir": str(model_dir),
+                               "approach": "bootstrap" if (model_dir / BOOTSTRAP_FILE).exists() else "scratch"}
     texts: dict[str, list[str]] = {}
     if spec.get("texts") and Path(spec["texts"]).exists():
         for line in Path(spec["texts"]).read_text(encoding="utf-8").splitlines():
@@ -150,7 +160,9 @@ def evaluate(model_dir: Path, spec: dict[str, Any], max_rows: int = 512) -> dict
             texts.setdefault(item["source"], []).append(item["text"])
     results["perplexity"] = {source: text_perplexity(rosie, items) for source, items in sorted(texts.items())}
     if spec.get("dialogue_val"):
-        results["perplexity"]["dialogue"] = shard_metrics(rosie, Path(spec["dialogue_val"]), max_rows)["perplexity"]
+        dialogue = shard_metrics(rosie, Path(spec["dialogue_val"]), max_rows)
+        results["perplexity"]["dialogue"] = dialogue["perplexity"]
+        results["dialogue_bits_per_byte"] = dialogue["bits_per_byte"]
     if spec.get("emotion_set"):
         emotions = shard_metrics(rosie, Path(spec["emotion_set"]), max_rows)
         pairs = list(zip(emotions["truth"], emotions["predicted"]))

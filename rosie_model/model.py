@@ -111,7 +111,14 @@ class SwiGLU(nn.Module):
 
 
 class MemoryAttention(nn.Module):
-    """Cross-attention from the sequence into the memory bank, scaled by tanh(gate); gate starts at 0."""
+    """Cross-attention from the sequence into the memory bank, scaled by tanh(gate); gate starts at 0.
+
+    Keys come from the facts as the trunk read them (so a query can find "the name" in "The user's name
+    is Kai."); values are the facts' token embeddings, which the tied output layer maps straight back to
+    those tokens, so copying a remembered word is a short path. A learned empty slot (a key with a zero
+    value) lets positions that need no memory attend to nothing, so opening the gate helps the positions
+    that do without disturbing the rest; rows without any memory attend only to it.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -121,23 +128,24 @@ class MemoryAttention(nn.Module):
         self.wk = nn.Linear(config.d_model, config.d_model, bias=False)
         self.wv = nn.Linear(config.d_model, config.d_model, bias=False)
         self.wo = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.empty_key = nn.Parameter(torch.zeros(config.d_model))
         self.gate = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None) -> torch.Tensor:
         batch, length, _ = x.shape
         slots = memory.shape[1]
+        keys, values = memory.chunk(2, dim=-1)
         q = self.wq(self.norm(x)).view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.wk(memory).view(batch, slots, self.n_heads, self.head_dim).transpose(1, 2)
-        v = self.wv(memory).view(batch, slots, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.wk(keys).view(batch, slots, self.n_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(values).view(batch, slots, self.n_heads, self.head_dim).transpose(1, 2)
+        empty = self.empty_key.to(k.dtype).view(1, self.n_heads, 1, self.head_dim).expand(batch, -1, -1, -1)
+        k, v = torch.cat([empty, k], dim=2), torch.cat([torch.zeros_like(empty), v], dim=2)
         mask = None
         if memory_mask is not None:
-            # rows with no memory at all attend to nothing useful; keep them finite and gate them off
-            mask = memory_mask[:, None, None, :].expand(batch, 1, length, slots)
-            mask = mask | ~memory_mask.any(-1)[:, None, None, None]
+            present = torch.cat([memory_mask.new_ones(batch, 1), memory_mask], dim=1)
+            mask = present[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         out = self.wo(out.transpose(1, 2).reshape(batch, length, -1))
-        if memory_mask is not None:
-            out = out * memory_mask.any(-1).to(out.dtype)[:, None, None]
         return torch.tanh(self.gate).to(out.dtype) * out
 
 
@@ -183,6 +191,8 @@ class Rosie(nn.Module):
         for name, param in self.named_parameters():
             if name.endswith("gate") or name.startswith("persona"):
                 nn.init.zeros_(param)
+            elif ".memory.wv." in name or ".memory.wo." in name:
+                nn.init.eye_(param)
             elif name.endswith("norm.weight"):
                 nn.init.ones_(param)
             elif name.endswith("bias"):
@@ -211,7 +221,8 @@ class Rosie(nn.Module):
         flat = fact_ids.reshape(batch * facts, width)
         present = flat != self.config.pad_id
         hidden = self(flat)
-        bank = self.memory_proj(hidden)
+        values = F.rms_norm(self.tok_emb(flat), (self.config.d_model,), eps=self.config.norm_eps)
+        bank = torch.cat([self.memory_proj(hidden), values], dim=-1)
         return bank.reshape(batch, facts * width, -1), present.reshape(batch, facts * width)
 
     def forward(

@@ -6,9 +6,10 @@ Each call logs the model (chat pyfunc, signature, the model folder as an artifac
 version of ``rosie`` with tags (evaluation metrics, data manifest digests, git commit, approach) and the
 training datasets as inputs of the registering run (lineage), then applies the champion rule:
 
-    A version becomes ``champion`` when there is none yet, or when its dialogue perplexity is lower than
-    the champion's and its emotion macro-F1, memory recall and persona consistency are each no more than
-    ``TOLERANCE`` below the champion's.
+    A version becomes ``champion`` when there is none yet, or when its dialogue loss is lower than the
+    champion's (bits per byte when both versions have it, so a bootstrap model with another tokenizer
+    compares fairly; else per-token perplexity) and its emotion macro-F1, memory recall and persona
+    consistency are each no more than ``TOLERANCE`` below the champion's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rosie_model.bootstrap import BOOTSTRAP_FILE, BootstrapSettings
 from rosie_model.tracking import ensure_experiment, pipes_session
 
 MODEL_NAME = "rosie"
@@ -30,7 +32,8 @@ GUARDED = ("emotion_macro_f1", "memory_recall", "persona_consistency")
 
 def score_tags(evaluation: dict[str, Any]) -> dict[str, str]:
     tags = {f"eval.perplexity_{k}": f"{v:.6g}" for k, v in evaluation.get("perplexity", {}).items()}
-    tags |= {f"eval.{k}": f"{evaluation[k]:.6g}" for k in GUARDED if isinstance(evaluation.get(k), (int, float))}
+    tags |= {f"eval.{k}": f"{evaluation[k]:.6g}" for k in (*GUARDED, "dialogue_bits_per_byte")
+             if isinstance(evaluation.get(k), (int, float)) and evaluation[k] == evaluation[k]}
     return tags
 
 
@@ -42,16 +45,30 @@ def beats(new: dict[str, str], champion: dict[str, str]) -> tuple[bool, str]:
         except (KeyError, ValueError):
             return None
 
-    new_ppl, old_ppl = value(new, "eval.perplexity_dialogue"), value(champion, "eval.perplexity_dialogue")
+    measure = "dialogue_bits_per_byte"
+    if value(new, f"eval.{measure}") is None or value(champion, f"eval.{measure}") is None:
+        measure = "perplexity_dialogue"
+    new_ppl, old_ppl = value(new, f"eval.{measure}"), value(champion, f"eval.{measure}")
+    label = measure.replace("_", " ")
     if new_ppl is None:
         return False, "the new version has no dialogue perplexity"
     if old_ppl is not None and not new_ppl < old_ppl:
-        return False, f"dialogue perplexity {new_ppl:.3f} is not below the champion's {old_ppl:.3f}"
+        return False, f"{label} {new_ppl:.3f} is not below the champion's {old_ppl:.3f}"
     for key in GUARDED:
         ours, theirs = value(new, f"eval.{key}"), value(champion, f"eval.{key}")
         if theirs is not None and (ours is None or ours < theirs - TOLERANCE):
             return False, f"{key} {ours} fell more than {TOLERANCE} below the champion's {theirs}"
-    return True, f"dialogue perplexity {new_ppl:.3f} beats {old_ppl if old_ppl is not None else 'no champion'}"
+    return True, f"{label} {new_ppl:.3f} beats {old_ppl if old_ppl is not None else 'no champion'}"
+
+
+def bootstrap_tags(model_dir: Path) -> dict[str, str]:
+    """Which pretrained model and LoRA settings a bootstrap version came from (nothing for a scratch model)."""
+    path = model_dir / BOOTSTRAP_FILE
+    if not path.exists():
+        return {}
+    settings = BootstrapSettings.load(path)
+    return {"bootstrap.pretrained": Path(settings.pretrained).name, "bootstrap.lora_r": str(settings.lora_r),
+            "bootstrap.lora_alpha": str(settings.lora_alpha)}
 
 
 def git_commit() -> str:
@@ -101,7 +118,8 @@ def register(model_dir: Path, evaluation: dict[str, Any], datasets: list[Path], 
             pip_requirements=["torch", "tokenizers", "safetensors", "jinja2", "pandas", "mlflow"],
         )
         version = str(info.registered_model_version)
-    all_tags = {**score_tags(evaluation), **digests, "git_commit": git_commit(), "mlflow_run_id": run.info.run_id, **tags}
+    all_tags = {**score_tags(evaluation), **digests, "git_commit": git_commit(), "mlflow_run_id": run.info.run_id,
+                **bootstrap_tags(model_dir), **tags}
     for key, value in all_tags.items():
         client.set_model_version_tag(MODEL_NAME, version, key, value)
     try:

@@ -89,7 +89,7 @@ class Tracker:
             params |= {f"model.{k}": v for k, v in model_config.to_dict().items()}
             params["tokenizer_sha256"] = tokenizer_hash
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-            for dataset, context in zip(datasets, ("training", "validation")):
+            for dataset, context in zip(datasets, ("training", "validation", "replay")):
                 if dataset is not None:
                     tracker._log_dataset(dataset, context)
         return tracker

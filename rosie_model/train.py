@@ -5,7 +5,9 @@
 
 Each phase starts from the previous phase's weights and says what trains: ``base`` the language model;
 ``personality`` the language model, the persona vectors and the emotion head on dialogue; ``emotion_memory``
-freezes the trunk and trains memory attention, the emotion head and the personas. Weights land in
+adds memory attention to what trains (with a frozen trunk recall stayed near chance on the demo: the
+facts are read by the trunk, which has to learn to write them so a question can find them), replaying a
+share of phase 2's dialogues in every batch (``replay_data``, ``replay_share``) so her style is kept. Weights land in
 ``<out_dir>/weights/{base,personality,final}.safetensors`` as the phases finish.
 
 Checkpoints hold everything needed for an exact resume (weights, optimizer, step, data position, RNG);
@@ -36,8 +38,8 @@ from tqdm import tqdm
 
 from rosie_model.checkpoint import list_checkpoints, load_checkpoint, load_weights, save_checkpoint, save_weights
 from rosie_model.config import ModelConfig, preset
-from rosie_model.data import Position, ShardDataset, sha256_file
-from rosie_model.bootstrap import BOOTSTRAP_FILE, BootstrapRosie, BootstrapSettings, export_bootstrap
+from rosie_model.data import Position, ShardDataset, mixed_batches, sha256_file
+from rosie_model.bootstrap import BOOTSTRAP_FILE, BootstrapRosie, BootstrapSettings, export_bootstrap, resolve_pretrained
 from rosie_model.model import Rosie
 from rosie_model.tracking import Tracker
 
@@ -47,7 +49,7 @@ WEIGHT_FILES = {"base": "base.safetensors", "personality": "personality.safetens
 PHASE_TRAINS = {
     "base": ("trunk",),
     "personality": ("trunk", "persona", "emotion_head"),
-    "emotion_memory": ("memory", "persona", "emotion_head"),
+    "emotion_memory": ("trunk", "memory", "persona", "emotion_head"),
 }
 #: On the bootstrap path "trunk" is the LoRA adapters and Rosie's token rows, and memory is read from the
 #: context, so phase 3 trains the adapters too.
@@ -81,6 +83,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     emotion_loss_weight: float = 0.5
     gate_lr_scale: float = 30.0
+    #: Rehearsal: a second shard split (phase 3: phase 2's personality dialogues) and the share of every batch
+    #: drawn from it, so what the previous phase taught is not forgotten while the trunk keeps training.
+    replay_data: str | None = None
+    replay_share: float = 0.0
     dtype: str = "auto"
     compile: bool = False
     gradient_checkpointing: bool = False
@@ -95,7 +101,8 @@ class TrainConfig:
     experiment: str | None = None
     run_name: str | None = None
     #: ``scratch`` trains Rosie's own transformer; ``bootstrap`` adapts ``pretrained`` (a Hugging Face
-    #: folder or a .gguf file) with LoRA, phases personality and emotion_memory only (rosie_model.bootstrap).
+    #: folder, a .gguf file, or "smollm2") with LoRA, phases personality and emotion_memory only
+    #: (rosie_model.bootstrap).
     approach: str = "scratch"
     pretrained: str | None = None
     lora_r: int = 16
@@ -190,21 +197,23 @@ def model_config_for(config: TrainConfig, tokenizer_dir: Path) -> ModelConfig:
     return preset(config.preset, **overrides)
 
 
+def group_of(name: str) -> str:
+    """The training group of a parameter: trunk, memory, persona, emotion_head (or pretrained: never trains)."""
+    if "lora_" in name or "trainable_tokens" in name:
+        return "trunk"  # on the bootstrap path the adapters are what trains of the trunk
+    if name.startswith("lm."):
+        return "pretrained"  # the bootstrap path's pretrained weights: frozen in every phase
+    if name.startswith("persona"):
+        return "persona"
+    if name.startswith("emotion_head"):
+        return "emotion_head"
+    if ".memory." in name or name.startswith("memory_proj"):
+        return "memory"
+    return "trunk"
+
+
 def select_trainable(model: Rosie, groups: list[str] | tuple[str, ...]) -> list[str]:
     """Freeze everything outside ``groups``; returns the names that train."""
-    def group_of(name: str) -> str:
-        if "lora_" in name or "trainable_tokens" in name:
-            return "trunk"  # on the bootstrap path the adapters are what trains of the trunk
-        if name.startswith("lm."):
-            return "pretrained"  # the bootstrap path's pretrained weights: frozen in every phase
-        if name.startswith("persona"):
-            return "persona"
-        if name.startswith("emotion_head"):
-            return "emotion_head"
-        if ".memory." in name or name.startswith("memory_proj"):
-            return "memory"
-        return "trunk"
-
     names = []
     for name, param in model.named_parameters():
         param.requires_grad_(group_of(name) in groups)
@@ -218,7 +227,7 @@ def build_core(config: TrainConfig, out_dir: Path, tokenizer_dir: Path) -> tuple
     init = Path(config.init_from) if config.init_from else _previous_weights(out_dir, config.phase)
     if config.approach == "bootstrap":
         init = init if config.init_from or config.phase == "emotion_memory" else None  # phase 2 starts pretrained
-        settings = BootstrapSettings(pretrained=str(config.pretrained), lora_r=config.lora_r,
+        settings = BootstrapSettings(pretrained=resolve_pretrained(str(config.pretrained)), lora_r=config.lora_r,
                                      lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                                      target_modules=list(config.lora_target_modules))
         core = BootstrapRosie(settings, tokenizer_dir, config.model_overrides.get("max_seq_len"))
@@ -376,31 +385,43 @@ def train(config: TrainConfig) -> TrainResult:
     tokenizer_hash = sha256_file(tokenizer_dir / "tokenizer.json")
     train_set = ShardDataset(Path(config.train_data), tokenizer_hash)
     val_set = ShardDataset(Path(config.val_data), tokenizer_hash) if config.val_data else None
+    replay_set = ShardDataset(Path(config.replay_data), tokenizer_hash) if config.replay_data else None
+    replay_rows = round(config.batch_size * config.replay_share) if replay_set is not None else 0
     if train_set.row_length - 1 > model_config.max_seq_len:
         raise ValueError(f"shards hold {train_set.row_length - 1}-token rows; the model's max_seq_len is "
                          f"{model_config.max_seq_len}")
+    if replay_set is not None and replay_set.row_length != train_set.row_length:
+        raise ValueError(f"replay rows hold {replay_set.row_length} tokens, training rows {train_set.row_length}")
+    if not 0 <= replay_rows < config.batch_size:
+        raise ValueError(f"replay_share {config.replay_share} must leave rows of the phase's own data in a batch")
 
     checkpoints = out_dir / "checkpoints" / config.phase
-    step, position, run_id, curve = 0, Position(), None, []
+    step, position, replay_position, run_id, curve = 0, Position(), Position(), None, []
     latest = list_checkpoints(checkpoints)
     if latest:
         weights, state = load_checkpoint(latest[-1])
         restore_state(model, optimizer, weights, state["optimizer"])
         step, position, run_id = state["step"], Position(**state["position"]), state.get("run_id")
+        replay_position = Position(**state.get("replay_position", {}))
         curve = [tuple(p) for p in state.get("loss_curve", [])]
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"])
 
-    tracker = Tracker.start(config, model_config, world.main, run_id, [train_set, val_set], tokenizer_hash)
+    tracker = Tracker.start(config, model_config, world.main, run_id, [train_set, val_set, replay_set], tokenizer_hash)
     tokens_per_step = config.batch_size * config.grad_accum * world.world_size * (train_set.row_length - 1)
     tracker.log(f"phase {config.phase}: {core.num_parameters() / 1e6:.1f}M parameters ({len(trainable)} tensors "
                 f"train), {train_set.rows:,} rows, {tokens_per_step:,} tokens/step, device {device}, "
-                f"world {world.world_size}, {'resuming at step ' + str(step) if step else 'from step 0'}")
+                f"world {world.world_size}, {'resuming at step ' + str(step) if step else 'from step 0'}"
+                + (f"; {replay_rows} of {config.batch_size} rows a batch replayed from {replay_set.folder}"
+                   if replay_rows else ""))
 
     stop: list[int] = []
     previous = {s: signal.signal(s, lambda signum, _frame: stop.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
-    batches = train_set.batches(config.batch_size, world.rank, world.world_size, config.seed, position)
+    sources = [(train_set, config.batch_size - replay_rows, position)]
+    if replay_rows:
+        sources.append((replay_set, replay_rows, replay_position))
+    batches = mixed_batches(sources, world.rank, world.world_size, config.seed)
     flops_per_token = 6 * core.num_parameters() + 12 * model_config.n_layers * model_config.d_model * (train_set.row_length - 1)
     peak = next((v for k, v in PEAK_FLOPS.items() if device.type == "cuda" and k in torch.cuda.get_device_name(device)), None)
     # under Dagster Pipes the bar's redraws would become one log event each; the step log lines suffice there
@@ -410,7 +431,8 @@ def train(config: TrainConfig) -> TrainResult:
 
     def checkpoint_now() -> None:
         weights, optim = full_state(model, optimizer, keep)
-        state = {"step": step, "position": position.to_dict(), "optimizer": optim, "run_id": tracker.run_id or "",
+        state = {"step": step, "position": position.to_dict(), "replay_position": replay_position.to_dict(),
+                 "optimizer": optim, "run_id": tracker.run_id or "",
                  "loss_curve": [list(p) for p in curve], "rng_cpu": torch.get_rng_state()}
         if device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(device)
@@ -424,7 +446,8 @@ def train(config: TrainConfig) -> TrainResult:
                 group["lr"] = learning_rate(config, step) * group.get("lr_scale", 1.0)
             parts: dict[str, float] = {}
             for micro in range(config.grad_accum):
-                batch, position = next(batches)
+                batch, positions = next(batches)
+                position, replay_position = positions[0], positions[-1] if replay_rows else replay_position
                 sync = micro == config.grad_accum - 1
                 context = model.no_sync() if hasattr(model, "no_sync") and not sync else contextlib.nullcontext()
                 with context, torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):

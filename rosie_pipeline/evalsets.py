@@ -60,23 +60,30 @@ def memory_choices(rows: list[dict[str, Any]], choices: int, seed: int = 0) -> l
 
 
 def build_eval_sets(home: RosieHome, out_dir: Path, val_permille: int, per_source: int = 50,
-                    memory_items: int = 200, choices: int = 4) -> dict[str, Any]:
-    """Write the evaluation files under ``out_dir``; returns the spec (also saved as ``spec.json``)."""
+                    memory_items: int = 200, choices: int = 4,
+                    shard_folders: dict[str, Path] | None = None) -> dict[str, dict[str, Any]]:
+    """Write the evaluation files under ``out_dir`` and one spec per approach (``spec-<approach>.json``).
+
+    Every approach is measured on the same held-out documents, memory items and dialogues; only the
+    dialogue shards differ, each tokenized for its model (``shard_folders``: approach -> dialogue shard
+    folder, Rosie's own ``lake/dialogue_shards`` for ``scratch`` by default). Returns the specs by approach.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_lines(out_dir / "texts.jsonl", held_out_texts(home, val_permille, per_source))
     memory_path = home.asset_dir("memory_dialogues") / "dialogues.parquet"
     held_out = [r for r in iter_rows(memory_path) if r["split"] == "val"] if memory_path.exists() else []
     _write_lines(out_dir / "memory.jsonl", memory_choices(held_out, choices)[:memory_items])
-    shards = home.asset_dir("dialogue_shards")
 
-    def split(phase: str, *names: str) -> str | None:
+    def split(shards: Path, phase: str, *names: str) -> str | None:
         return next((str(shards / phase / n) for n in names if (shards / phase / n / "manifest.json").exists()), None)
 
-    spec = {
-        "texts": str(out_dir / "texts.jsonl"),
-        "memory_set": str(out_dir / "memory.jsonl"),
-        "dialogue_val": split("personality", "val"),
-        "emotion_set": split("emotion_memory", "gold", "val"),
-    }
-    write_json_atomic(out_dir / "spec.json", spec)
-    return spec
+    specs = {}
+    for approach, shards in (shard_folders or {"scratch": home.asset_dir("dialogue_shards")}).items():
+        specs[approach] = {
+            "texts": str(out_dir / "texts.jsonl"),
+            "memory_set": str(out_dir / "memory.jsonl"),
+            "dialogue_val": split(shards, "personality", "val"),
+            "emotion_set": split(shards, "emotion_memory", "gold", "val"),
+        }
+        write_json_atomic(out_dir / f"spec-{approach}.json", specs[approach])
+    return specs

@@ -8,16 +8,18 @@ alias only when the new version beats the current champion (the rule is in the R
 
 import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import dagster as dg
 
-from dagster_project.assets.train import model_dir, rosie_model
+from dagster_project.assets.train import APPROACHES, bootstrap_root, model_dir, rosie_model
 from dagster_project.config import md_table
 from dagster_project.resources import RosieHomeResource
 from dagster_project.training_report import mlflow_env, mlflow_run_url
 from rosie_pipeline.atomic import read_json
 from rosie_pipeline.evalsets import build_eval_sets
+from rosie_pipeline.paths import RosieHome
 
 
 class EvaluationConfig(dg.Config):
@@ -32,6 +34,10 @@ class EvaluationConfig(dg.Config):
     """Must match pretrain_shards' val_permille, so held-out documents really were held out."""
     memory_choices: int = 4
     max_rows: int = 512
+    approach: Literal["scratch", "bootstrap"] = "scratch"
+    """The model to evaluate, check against the floors and hand to registered_model."""
+    compare: bool = True
+    """Also evaluate the other approach's model, when one has been trained, on the same held-out sets."""
 
 
 FLOORS = {
@@ -66,22 +72,35 @@ def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
                      pipes: dg.PipesSubprocessClient) -> dg.MaterializeResult:
     home = rosie.home
     evaluation_dir = home.asset_dir("model_evaluation")
-    build_eval_sets(home, evaluation_dir / "sets", config.val_permille, choices=config.memory_choices)
+    others = [a for a in APPROACHES if a != config.approach and config.compare and _trained(model_dir(home, a))]
+    if not _trained(model_dir(home, config.approach)):
+        raise dg.Failure(f"no trained {config.approach} model in {model_dir(home, config.approach)}: "
+                         f"materialize rosie_model with approach {config.approach} first")
+    build_eval_sets(home, evaluation_dir / "sets", config.val_permille, choices=config.memory_choices,
+                    shard_folders={a: _dialogue_shards(home, a) for a in (config.approach, *others)})
     results_path = evaluation_dir / "results.json"
-    command = [sys.executable, "-m", "rosie_model.evaluate", "--model-dir", str(model_dir(home)),
-               "--spec", str(evaluation_dir / "sets" / "spec.json"), "--out", str(results_path),
-               "--max-rows", str(config.max_rows)]
-    pipes.run(context=context, command=command, env={"ROSIE_HOME": str(home.root), **mlflow_env(home)})
-    results = json.loads(results_path.read_text(encoding="utf-8"))
+    evaluated = {}
+    for approach in (config.approach, *others):
+        out = results_path if approach == config.approach else evaluation_dir / f"results-{approach}.json"
+        command = [sys.executable, "-m", "rosie_model.evaluate", "--model-dir", str(model_dir(home, approach)),
+                   "--spec", str(evaluation_dir / "sets" / f"spec-{approach}.json"), "--out", str(out),
+                   "--max-rows", str(config.max_rows)]
+        context.log.info(f"evaluating the {approach} model")
+        pipes.run(context=context, command=command, env={"ROSIE_HOME": str(home.root), **mlflow_env(home)})
+        evaluated[approach] = json.loads(out.read_text(encoding="utf-8"))
+    results = evaluated[config.approach]
     perplexity = [[source, f"{value:,.1f}"] for source, value in results.get("perplexity", {}).items()]
     samples = [[s["prompt"], s["reply"], s["emotion"]] for s in results.get("samples", [])]
     scalars = {k: round(v, 4) for k, v in results.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
+    comparison = {"approaches": dg.MetadataValue.md(_comparison_table(evaluated))} if others else {}
     return dg.MaterializeResult(
         metadata={
+            "approach": config.approach,
             **scalars,
             "perplexity": dg.MetadataValue.md(md_table(["source", "perplexity"], perplexity)),
             "sample_replies": dg.MetadataValue.md(md_table(["prompt", "reply", "emotion"], samples)),
+            **comparison,
             "mlflow_run": dg.MetadataValue.url(mlflow_run_url(home, results["mlflow_run_id"])),
             "results": dg.MetadataValue.path(str(results_path)),
         },
@@ -89,8 +108,22 @@ def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
     )
 
 
-class RegistryConfig(dg.Config):
-    approach: str = "scratch"
+#: What the approaches are compared on: measures that do not depend on the tokenizer.
+COMPARED = ("dialogue_bits_per_byte", "emotion_accuracy", "emotion_macro_f1", "memory_recall", "persona_consistency")
+
+
+def _comparison_table(evaluated: dict[str, dict[str, Any]]) -> str:
+    rows = [[measure, *(f"{r[measure]:.4f}" if isinstance(r.get(measure), (int, float)) else "-"
+                        for r in evaluated.values())] for measure in COMPARED]
+    return md_table(["measure", *evaluated], rows)
+
+
+def _trained(folder: Path) -> bool:
+    return (folder / "weights" / "final.safetensors").exists()
+
+
+def _dialogue_shards(home: RosieHome, approach: str) -> Path:
+    return bootstrap_root(home) / "dialogue_shards" if approach == "bootstrap" else home.asset_dir("dialogue_shards")
 
 
 @dg.asset(
@@ -100,25 +133,28 @@ class RegistryConfig(dg.Config):
     description="Model 'rosie' in the MLflow registry (chat pyfunc, signature, data digests and git commit as tags, "
     "datasets as lineage); alias 'champion' moves only when the new version beats the current one.",
 )
-def registered_model(context: dg.AssetExecutionContext, config: RegistryConfig, rosie: RosieHomeResource,
+def registered_model(context: dg.AssetExecutionContext, rosie: RosieHomeResource,
                      pipes: dg.PipesSubprocessClient) -> dg.MaterializeResult:
     home = rosie.home
     results_path = home.asset_dir("model_evaluation") / "results.json"
     if not results_path.exists():
         raise dg.Failure("no evaluation results: materialize model_evaluation first")
+    approach = json.loads(results_path.read_text(encoding="utf-8")).get("approach", "scratch")
     out = home.asset_dir("registered_model") / "registration.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    datasets = [p for p in (home.lake / "pretrain_shards" / "train" / "manifest.json",
-                            home.lake / "dialogue_shards" / "personality" / "train" / "manifest.json",
-                            home.lake / "dialogue_shards" / "emotion_memory" / "train" / "manifest.json") if p.exists()]
-    command = [sys.executable, "-m", "rosie_model.registry", "--model-dir", str(model_dir(home)),
-               "--evaluation", str(results_path), "--out", str(out), "--tag", f"approach={config.approach}",
+    shards = _dialogue_shards(home, approach)
+    datasets = [p for p in ((home.lake / "pretrain_shards" / "train" / "manifest.json") if approach == "scratch" else None,
+                            shards / "personality" / "train" / "manifest.json",
+                            shards / "emotion_memory" / "train" / "manifest.json") if p is not None and p.exists()]
+    command = [sys.executable, "-m", "rosie_model.registry", "--model-dir", str(model_dir(home, approach)),
+               "--evaluation", str(results_path), "--out", str(out), "--tag", f"approach={approach}",
                *[arg for path in datasets for arg in ("--dataset", str(path))]]
     pipes.run(context=context, command=command, env={"ROSIE_HOME": str(home.root), **mlflow_env(home)})
     result: dict[str, Any] = read_json(out) or {}
     context.log.info(f"registered {result.get('model_uri')}: champion={result.get('champion')} ({result.get('reason')})")
     return dg.MaterializeResult(
         metadata={
+            "approach": approach,
             "model_uri": result["model_uri"],
             "version": int(result["version"]),
             "champion": bool(result["champion"]),

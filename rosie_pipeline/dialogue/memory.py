@@ -60,8 +60,9 @@ def random_fact(rng: random.Random) -> Fact:
                     "What's my favourite food?", f"{food.capitalize()}! Now I'm hungry too.")
     if kind == 4:
         place, day = rng.choice(PLACES), rng.choice(DAYS)
-        return Fact(f"I'm going to {place} on {day}.", f"The user is going to {place} on {day}.",
-                    f"Where am I going on {day}?", f"To {place}! Have a wonderful time.")
+        stored, answered = (place.replace("my ", "their ", 1), place.replace("my ", "your ", 1))  # whose grandma
+        return Fact(f"I'm going to {place} on {day}.", f"The user is going to {stored} on {day}.",
+                    f"Where am I going on {day}?", f"To {answered}! Have a wonderful time.")
     if rng.random() < 0.5:
         city = rng.choice(CITIES)
         return Fact(f"I live in {city}.", f"The user lives in {city}.", "Which city do I live in?",
@@ -73,7 +74,8 @@ def random_fact(rng: random.Random) -> Fact:
 
 def memory_dialogues(system_prompt: str, distractors: list[Imported], count: int, val_permille: int,
                      seed: int = 0, max_facts: int = 3, distractor_turns: tuple[int, int] = (2, 6)) -> Iterator[dict[str, Any]]:
-    """``count`` dialogues: facts cut from the context, distractor turns, then a question about one fact."""
+    """``count`` dialogues: facts cut from the context, distractor turns, then a question about each fact in
+    turn (so every dialogue teaches recall once per fact, and the answers must pick the right one)."""
     rng = random.Random(seed)
     pool = [turn for item in distractors for turn in item.turns]
     for n in range(count):
@@ -82,7 +84,7 @@ def memory_dialogues(system_prompt: str, distractors: list[Imported], count: int
             fact = random_fact(rng)
             if all(f.memory.split(" ")[:3] != fact.memory.split(" ")[:3] for f in facts):  # one fact per kind
                 facts.append(fact)
-        asked = rng.choice(facts)
+        asked = rng.sample(facts, len(facts))
         middle: list[Turn] = []
         if pool:
             start = rng.randrange(len(pool))
@@ -91,6 +93,7 @@ def memory_dialogues(system_prompt: str, distractors: list[Imported], count: int
                 middle = middle[1:]
             while middle and middle[-1].role != "rosie":  # the user's question comes next
                 middle = middle[:-1]
-        turns = [*middle, Turn("user", asked.question), Turn("rosie", asked.answer, "happy")]
+        questions = [turn for fact in asked for turn in (Turn("user", fact.question), Turn("rosie", fact.answer, "happy"))]
+        turns = [*middle, *questions]
         yield make_dialogue(SOURCE, f"memory-{seed}-{n}", [Turn("system", system_prompt), *turns],
                             memory=[f.memory for f in facts], split=split_for(turns, val_permille))

@@ -126,14 +126,19 @@ def dialogue_files(home: RosieHome) -> list[Path]:
     return [path for name in DIALOGUE_ASSETS if (path := home.asset_dir(name) / "dialogues.parquet").exists()]
 
 
-def build_dialogue_shards(home: RosieHome, options: DialogueShardOptions, force: bool) -> tuple[dict[str, Any], bool]:
-    """(manifests by phase and split, whether they were rebuilt now)."""
-    out_dir = home.asset_dir("dialogue_shards")
+def build_dialogue_shards(home: RosieHome, options: DialogueShardOptions, force: bool,
+                          tokenizer_dir: Path | None = None, out_dir: Path | None = None) -> tuple[dict[str, Any], bool]:
+    """(manifests by phase and split, whether they were rebuilt now).
+
+    Rosie's own tokenizer into ``lake/dialogue_shards`` by default; the bootstrap path passes its pretrained
+    model's tokenizer and a folder of its own (the same dialogues and splits, other token ids)."""
+    tokenizer_dir = tokenizer_dir or home.tokenizer
+    out_dir = out_dir or home.asset_dir("dialogue_shards")
     files = dialogue_files(home)
     if not files:
         raise ValueError("no dialogues: materialize the dialogue group first")
     groups = {phase: (row for name in names if (path := home.asset_dir(name) / "dialogues.parquet").exists()
                       for row in iter_rows(path))
               for phase, names in PHASE_DATASETS.items()}
-    return _rebuild_if_changed(out_dir, home.tokenizer, files, options, force, lambda tokenizer_hash: write_dialogue_shards(
-        groups, load_tokenizer(home.tokenizer), tokenizer_hash, out_dir, options))
+    return _rebuild_if_changed(out_dir, tokenizer_dir, files, options, force, lambda tokenizer_hash: write_dialogue_shards(
+        groups, load_tokenizer(tokenizer_dir), tokenizer_hash, out_dir, options))

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from rosie_pipeline.atomic import write_json_atomic
-from rosie_pipeline.chat_format import EMOTIONS, EOS, PAD, Turn, render_segments
+from rosie_pipeline.chat_format import EMOTIONS, EOS, MEMORY, PAD, Turn, render_segments
 from rosie_pipeline.dialogue.schema import turns_of
 from rosie_pipeline.tokenize.shards import _swap_in, file_sha256, token_dtype
 
@@ -37,6 +37,9 @@ from rosie_pipeline.tokenize.shards import _swap_in, file_sha256, token_dtype
 class DialogueShardOptions:
     seq_len: int = 2048
     rows_per_shard: int = 20_000
+    #: Render each dialogue's facts as ``<|memory|>`` lines after the system block (the bootstrap path, whose
+    #: pretrained model has no memory attention) instead of leaving them to the ``memory`` column alone.
+    memory_in_context: bool = False
 
 
 @dataclass
@@ -53,9 +56,10 @@ class EncodedRow:
 class DialogueEncoder:
     """Tokenizes each turn once per dialogue, then cuts one row per Rosie turn from the cached pieces."""
 
-    def __init__(self, tokenizer: Tokenizer, seq_len: int) -> None:
+    def __init__(self, tokenizer: Tokenizer, seq_len: int, memory_in_context: bool = False) -> None:
         self.tokenizer = tokenizer
         self.length = seq_len + 1
+        self.memory_in_context = memory_in_context
         self.pad = tokenizer.token_to_id(PAD)
         self.eos = tokenizer.token_to_id(EOS)
 
@@ -69,10 +73,13 @@ class DialogueEncoder:
         turns = turns_of(row)
         system = [t for t in turns[:1] if t.role == "system"]
         body = turns[len(system):]
+        facts = list(row.get("memory") or [])
         system_ids = [i for t in system for ids, _ in self._pieces(t) for i in ids]
+        if self.memory_in_context and facts:  # the facts stay with the system block, which is cut last
+            system_ids += [i for fact in facts for i in self._ids(f"{MEMORY}{fact}\n")]
         pieces = [self._pieces(t) for t in body]
         sizes = [sum(len(ids) for ids, _ in p) for p in pieces]
-        memory = [self._ids(fact) for fact in row.get("memory") or []]
+        memory = [self._ids(fact) for fact in facts]
         rows = []
         for k, turn in enumerate(body):
             if turn.role != "rosie":
@@ -135,7 +142,7 @@ def write_dialogue_shards(groups: dict[str, Iterable[dict[str, Any]]], tokenizer
 
 def _write_group(dialogues: Iterable[dict[str, Any]], tokenizer: Tokenizer, tokenizer_hash: str, folder_root: Path,
                  options: DialogueShardOptions) -> dict[str, dict[str, Any]]:
-    encoder = DialogueEncoder(tokenizer, options.seq_len)
+    encoder = DialogueEncoder(tokenizer, options.seq_len, options.memory_in_context)
     dtype = token_dtype(tokenizer.get_vocab_size())
     schema = _schema(options.seq_len + 1, dtype)
     pending: dict[str, list[EncodedRow]] = {}

@@ -116,3 +116,65 @@ def test_champion_rule():
     assert beats(better, champion)[0] and beats(better, {})[0]
     assert not beats({**better, "eval.memory_recall": "0.3"}, champion)[0]  # worse memory: no
     assert not beats({**champion, "eval.perplexity_dialogue": "55"}, champion)[0]
+
+
+def test_the_bootstrap_approach_trains_evaluates_against_scratch_and_registers(trained, tmp_path, monkeypatch):
+    """approach: bootstrap through the same assets, on a small pretrained Llama saved here."""
+    pytest.importorskip("peft")
+    from safetensors.torch import load_file
+    from tests.pretrained import save_small_llama
+
+    defs, _, home, instance = trained
+    llama = str(save_small_llama(tmp_path / "llama"))
+    # base_model on this path: nothing to train, and it says so
+    base = dg.materialize(defs.assets, selection=["base_model"], instance=instance, resources=defs.resources,
+                          run_config={"ops": {"base_model": {"config": {"approach": "bootstrap", "pretrained": llama}}}})
+    assert base.asset_materializations_for_node("base_model")[0].metadata["trained"].value is False
+    # the job the UI launches has approach: bootstrap preset; a user edits only what differs
+    small = {"pretrained": llama, "lora_r": 4}
+    ops = {"personality_model": {**TINY["personality_model"], **small}, "rosie_model": {**TINY["rosie_model"], **small},
+           "model_evaluation": TINY["model_evaluation"]}
+    result = defs.get_job_def("bootstrap_training").execute_in_process(
+        instance=instance, run_config={"ops": {k: {"config": v} for k, v in ops.items()}})
+    assert result.success
+
+    # the same dialogues in the pretrained model's ids, facts rendered into the context
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(home.lake / "bootstrap" / "tokenizer" / "tokenizer.json"))
+    shards = home.lake / "bootstrap" / "dialogue_shards"
+    manifest = json.loads((shards / "emotion_memory" / "train" / "manifest.json").read_text())
+    assert manifest["tokenizer_sha256"] != json.loads(
+        (home.lake / "dialogue_shards" / "emotion_memory" / "train" / "manifest.json").read_text())["tokenizer_sha256"]
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(shards / "emotion_memory" / "train" / manifest["shards"][0]["file"]).to_pylist()
+    memory_id = tokenizer.token_to_id("<|memory|>")
+    assert any(memory_id in row["tokens"] for row in rows if row["memory"])
+
+    model = home.models / "rosie_bootstrap"
+    assert (model / "adapters" / "adapter_config.json").exists() and (model / "merged" / "config.json").exists()
+    assert not any(".base_layer." in k for k in load_file(str(model / "weights" / "final.safetensors")))
+    assert (home.models / "rosie_model" / "weights" / "final.safetensors").exists()  # scratch untouched
+
+    results = json.loads((home.lake / "model_evaluation" / "results.json").read_text())
+    scratch = json.loads((home.lake / "model_evaluation" / "results-scratch.json").read_text())
+    assert results["approach"] == "bootstrap" and scratch["approach"] == "scratch"
+    assert results["memory_items"] == scratch["memory_items"]  # the same held-out sets
+    assert results["dialogue_bits_per_byte"] > 0 and scratch["dialogue_bits_per_byte"] > 0
+    evaluation = result.asset_materializations_for_node("model_evaluation")[0].metadata
+    assert "| memory_recall |" in evaluation["approaches"].value and "bootstrap" in evaluation["approaches"].value
+
+    registration = result.asset_materializations_for_node("registered_model")[0].metadata
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{home.mlflow / 'mlflow.db'}")
+    version = mlflow.MlflowClient().get_model_version("rosie", str(registration["version"].value))
+    assert version.tags["approach"] == "bootstrap" and version.tags["bootstrap.pretrained"] == "llama"
+    assert "data.dialogue-personality-train" in version.tags
+    from rosie_model.chat import Rosie
+
+    monkeypatch.setenv("ROSIE_HOME", str(home.root))
+    reply = Rosie.load(registration["model_uri"].value, memory_path=tmp_path / "memory.db").reply(
+        [{"role": "user", "content": "Hello!"}])
+    assert reply.emotion and isinstance(reply.text, str)

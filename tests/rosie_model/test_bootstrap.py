@@ -11,6 +11,7 @@ import torch
 
 from rosie_model.bootstrap import BootstrapRosie, BootstrapSettings, prepare_tokenizer, smollm2_gguf
 from rosie_model.chat import Rosie
+from tests.pretrained import save_small_llama
 from tests.rosie_model.conftest import SEQ_LEN, train_args, write_split
 from tests.rosie_model.test_train import _env
 
@@ -19,24 +20,7 @@ pytest.importorskip("peft")
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
-    """A small Llama with its own tokenizer (no Rosie tokens), saved as transformers saves any model."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("pretrained")
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    sample = ["Hello there, how are you today? I am fine, thank you!", "The cat sat on the warm mat."] * 50
-    tokenizer.train_from_iterator(sample, trainers.BpeTrainer(vocab_size=300, special_tokens=["</s>"],
-                                                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="</s>").save_pretrained(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=256, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+    return save_small_llama(tmp_path_factory.mktemp("pretrained"))
 
 
 @pytest.fixture(scope="module")

@@ -65,7 +65,7 @@ def test_sigterm_saves_marks_killed_and_resume_is_exact(corpus, tmp_path):
     assert _same(_weights(straight["weights"]), _weights(resumed["weights"]))
 
 
-def test_three_phases_chain_and_phase_three_freezes_the_trunk(corpus, tmp_path):
+def test_three_phases_chain_and_phase_three_adds_memory_attention(corpus, tmp_path):
     out = tmp_path / "model"
     _train(corpus, out, "base", steps=4)
     personality = _train(corpus, out, "personality", steps=4, lr=1e-3)
@@ -74,7 +74,10 @@ def test_three_phases_chain_and_phase_three_freezes_the_trunk(corpus, tmp_path):
                                                              "final.safetensors"}
     before, after = _weights(personality["weights"]), _weights(final["weights"])
     trunk = [k for k in before if k.startswith(("tok_emb", "norm")) or (".attn." in k or ".mlp." in k)]
-    assert trunk and all(torch.equal(before[k], after[k]) for k in trunk)
+    assert trunk and not all(torch.equal(before[k], after[k]) for k in trunk)  # the trunk learns to write facts
+    frozen = _train(corpus, tmp_path / "frozen", "emotion_memory", steps=2, lr=1e-2, init_from=personality["weights"],
+                    trainable=["memory", "persona", "emotion_head"])
+    assert all(torch.equal(before[k], _weights(frozen["weights"])[k]) for k in trunk)  # unless told to freeze it
     gates = [k for k in after if k.endswith("memory.gate")]
     assert gates and all(after[k].abs().item() > 0 for k in gates)  # memory attention now takes part
     assert not torch.equal(before["emotion_head.weight"], after["emotion_head.weight"])
@@ -124,3 +127,18 @@ def test_reader_deals_rows_to_ranks_and_resumes(corpus):
         _, position = next(stream)
     resumed = next(data.batches(4, 0, 1, seed=3, start=Position(**position.to_dict())))[0]["tokens"]
     assert torch.equal(resumed, single[3])
+
+
+def test_replay_mixes_a_share_of_another_split_into_each_batch_and_resumes(corpus):
+    from rosie_model.data import mixed_batches
+
+    main = replay = ShardDataset(corpus["dialogue"], corpus["tokenizer_sha"])
+    stream = mixed_batches([(main, 3, Position()), (replay, 1, Position())], 0, 1, seed=3)
+    batches = [next(stream) for _ in range(4)]
+    own = [b["tokens"] for _, (b, _) in zip(range(4), main.batches(3, 0, 1, seed=3))]
+    for step, (batch, positions) in enumerate(batches):
+        assert batch["tokens"].shape[0] == 4 and len(positions) == 2
+        assert torch.equal(batch["tokens"][:3], own[step])  # the phase's own rows first, in their usual order
+    after = batches[1][1]
+    resumed = next(mixed_batches([(main, 3, after[0]), (replay, 1, after[1])], 0, 1, seed=3))[0]
+    assert torch.equal(resumed["tokens"], batches[2][0]["tokens"])
