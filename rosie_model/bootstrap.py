@@ -195,7 +195,7 @@ class BootstrapRosie(nn.Module):
         embeds = self.tok_emb(input_ids)
         if persona is not None:
             embeds = embeds + self.persona(persona)[:, None, :].to(embeds.dtype)
-        if self.gradient_checkpointing and self.training and not self.trunk.is_gradient_checkpointing:
+        if self.gradient_checkpointing and self.training and not self.trunk.is_activation_checkpointing:
             self.lm.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         out = self.trunk(inputs_embeds=embeds, past_key_values=cache, use_cache=cache is not None)
         return out.last_hidden_state

@@ -427,7 +427,8 @@ def train(config: TrainConfig) -> TrainResult:
     # under Dagster Pipes the bar's redraws would become one log event each; the step log lines suffice there
     show_bar = world.main and "DAGSTER_PIPES_CONTEXT" not in os.environ
     bar = tqdm(total=config.steps, initial=step, disable=not show_bar, desc=f"{config.phase}", unit="step")
-    started, start_step, loss_value, val_loss = time.perf_counter(), step, float("nan"), None
+    # a run resumed at its last step trains no more: its final loss is the one it had reached
+    started, start_step, loss_value, val_loss = time.perf_counter(), step, curve[-1][1] if curve else float("nan"), None
 
     def checkpoint_now() -> None:
         weights, optim = full_state(model, optimizer, keep)

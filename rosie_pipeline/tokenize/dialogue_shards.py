@@ -8,8 +8,9 @@ chat format, padded to ``seq_len + 1``. The loss mask covers that turn (her emot
 closing newline) and the token that follows it (the next speaker's token or ``<|endoftext|>``), so the
 model learns to reply and to stop. Columns: ``tokens``, ``loss_mask``, ``emotion`` (index in Rosie's
 emotion list), ``persona``, ``memory`` (token ids of each fact) and ``dialogue_id``. A conversation too
-long for a row loses its earliest turns (the system block stays); rows still too long are cut and
-counted as truncated when any of Rosie's own tokens are cut.
+long for a row loses its earliest turns (the system block stays), then the system block (facts rendered
+in the context, on the bootstrap path, stay longest); rows still too long are cut and counted as
+truncated when any of Rosie's own tokens are cut.
 """
 
 from __future__ import annotations
@@ -75,8 +76,11 @@ class DialogueEncoder:
         body = turns[len(system):]
         facts = list(row.get("memory") or [])
         system_ids = [i for t in system for ids, _ in self._pieces(t) for i in ids]
-        if self.memory_in_context and facts:  # the facts stay with the system block, which is cut last
-            system_ids += [i for fact in facts for i in self._ids(f"{MEMORY}{fact}\n")]
+        memory_ids = ([i for fact in facts for i in self._ids(f"{MEMORY}{fact}\n")]
+                      if self.memory_in_context else [])
+        # what precedes the turns, longest first: the system block (then the facts, as the chat template
+        # renders them), the facts alone (they are what the answer needs), nothing
+        prefixes = [system_ids + memory_ids, memory_ids] if memory_ids else [system_ids]
         pieces = [self._pieces(t) for t in body]
         sizes = [sum(len(ids) for ids, _ in p) for p in pieces]
         memory = [self._ids(fact) for fact in facts]
@@ -85,14 +89,13 @@ class DialogueEncoder:
             if turn.role != "rosie":
                 continue
             terminator = pieces[k + 1][0][0][0] if k + 1 < len(body) else self.eos
-            # the earliest start whose context fits, with the system block, else without it
-            start, prefix = k, system_ids
-            for candidate in range(k + 1):
-                if len(system_ids) + sum(sizes[candidate : k + 1]) + 1 <= self.length:
-                    start = candidate
+            # the earliest start whose context fits after the longest prefix that fits at all
+            start, prefix = k, []
+            for option in prefixes:
+                fitting = next((c for c in range(k + 1) if len(option) + sum(sizes[c : k + 1]) + 1 <= self.length), None)
+                if fitting is not None:
+                    start, prefix = fitting, option
                     break
-            else:
-                prefix = system_ids if len(system_ids) + sizes[k] + 1 <= self.length else []
             ids, mask = list(prefix), [False] * len(prefix)
             for j in range(start, k + 1):
                 for piece_ids, is_rosie in pieces[j]:

@@ -130,11 +130,15 @@ def test_the_bootstrap_approach_trains_evaluates_against_scratch_and_registers(t
     base = dg.materialize(defs.assets, selection=["base_model"], instance=instance, resources=defs.resources,
                           run_config={"ops": {"base_model": {"config": {"approach": "bootstrap", "pretrained": llama}}}})
     assert base.asset_materializations_for_node("base_model")[0].metadata["trained"].value is False
-    # the job the UI launches has approach: bootstrap preset; a user edits only what differs
-    small = {"pretrained": llama, "lora_r": 4}
+    # the job the UI launches has approach: bootstrap in the config the launchpad starts from
+    job = defs.resolve_job_def("bootstrap_training")
+    defaults = job.config_mapping.config_schema.as_field().default_value["ops"]
+    assert {defaults[n]["config"]["approach"] for n in ("personality_model", "rosie_model", "model_evaluation")} == {
+        "bootstrap"}
+    small = {"approach": "bootstrap", "pretrained": llama, "lora_r": 4}
     ops = {"personality_model": {**TINY["personality_model"], **small}, "rosie_model": {**TINY["rosie_model"], **small},
-           "model_evaluation": TINY["model_evaluation"]}
-    result = defs.get_job_def("bootstrap_training").execute_in_process(
+           "model_evaluation": {**TINY["model_evaluation"], "approach": "bootstrap"}}
+    result = job.execute_in_process(
         instance=instance, run_config={"ops": {k: {"config": v} for k, v in ops.items()}})
     assert result.success
 

@@ -198,3 +198,18 @@ def test_dialogue_shards_mask_one_rosie_turn_per_row(tokenizer_dir, tmp_path):
     assert table.column_names == ["tokens", "loss_mask", "emotion", "persona", "memory", "dialogue_id"]
     assert content_hash(CONVERSATION) != content_hash(CONVERSATION[:3])
     assert Path(tmp_path / "ds" / "personality" / "val" / "manifest.json").exists()
+
+
+def test_bootstrap_shards_render_facts_in_the_context_and_keep_them_longest(tokenizer_dir):
+    tokenizer = load_tokenizer(tokenizer_dir)
+    facts = ["The user's name is Sam."]
+    dialogue = make_dialogue("test", "d1", [Turn("system", SYSTEM), *CONVERSATION[1:]], memory=facts, split="train")
+    memory_id = tokenizer.token_to_id("<|memory|>")
+    wide = DialogueEncoder(tokenizer, 256, memory_in_context=True).encode(dialogue)
+    assert all(memory_id in row.tokens for row in wide) and all(memory_id not in row.tokens
+                                                                for row in DialogueEncoder(tokenizer, 256).encode(dialogue))
+    text = tokenizer.decode(wide[0].tokens, skip_special_tokens=False)
+    assert "<|memory|>The user's name is Sam.\n" in text and text.index("<|system|>") < text.index("<|memory|>")
+    narrow = DialogueEncoder(tokenizer, 40, memory_in_context=True).encode(dialogue)[-1]  # no room for the system block
+    narrow_text = tokenizer.decode(narrow.tokens, skip_special_tokens=False)
+    assert "<|system|>" not in narrow_text and "<|memory|>The user's name is Sam." in narrow_text
