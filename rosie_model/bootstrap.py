@@ -233,6 +233,12 @@ def export_bootstrap(model: BootstrapRosie, out_dir: Path) -> None:
 
     model.lm.save_pretrained(str(out_dir / "adapters"))
     merged = copy.deepcopy(model.lm).merge_and_unload()  # merging folds in place: keep the caller's model LoRA
+    if getattr(merged, "hf_quantizer", None) is not None:
+        # a GGUF source was dequantized to plain floats when it loaded; transformers still marks it quantized
+        # and refuses to save it, so drop the marks: what is saved is an ordinary float model
+        merged.hf_quantizer = None
+        if hasattr(merged.config, "quantization_config"):
+            del merged.config.quantization_config
     merged.save_pretrained(str(out_dir / "merged"))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rosie_model.bootstrap import BootstrapRosie, BootstrapSettings, prepare_tokenizer, smollm2_gguf
+from rosie_model.bootstrap import BootstrapRosie, BootstrapSettings, export_bootstrap, prepare_tokenizer, smollm2_gguf
 from rosie_model.chat import Rosie
 from tests.pretrained import save_small_llama
 from tests.rosie_model.conftest import SEQ_LEN, train_args, write_split
@@ -108,3 +108,10 @@ def test_smollm2_gguf_loads_with_rosie_tokens_and_lora(corpus, tmp_path):
     loss = model.lm_logits(model(ids)).float().logsumexp(-1).mean()
     loss.backward()
     assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
+    # the GGUF was dequantized on loading: the merged export is a plain float model transformers saves and loads
+    from transformers import AutoModelForCausalLM
+
+    export_bootstrap(model, tmp_path / "model")
+    assert "quantization_config" not in json.loads((tmp_path / "model" / "merged" / "config.json").read_text())
+    merged = AutoModelForCausalLM.from_pretrained(str(tmp_path / "model" / "merged"))
+    assert merged.get_input_embeddings().weight.shape[0] == model.config.vocab_size
