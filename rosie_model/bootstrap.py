@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rosie_model.checkpoint import write_text_atomic
 from rosie_model.config import DEFAULT_EMOTIONS, ModelConfig
 
 BOOTSTRAP_FILE = "bootstrap.json"
@@ -48,8 +49,7 @@ class BootstrapSettings:
     n_personas: int = 8
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> BootstrapSettings:
@@ -109,25 +109,22 @@ def prepare_tokenizer(settings: BootstrapSettings, rosie_tokenizer: Path, out: P
                                   "pad_token": rosie["pad_token"], "eos_token": rosie["eos_token"]},
                                  replace_extra_special_tokens=True)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "tokenizer.json", tokenizer.backend_tokenizer.to_str(pretty=True))
+    _write_if_changed(out / "tokenizer.json", tokenizer.backend_tokenizer.to_str(pretty=True))
     config = {key: rosie[key] for key in ("chat_template", "rosie_emotions", "rosie_events", "rosie_system_prompt")}
     config |= {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": rosie["eos_token"],
                "pad_token": rosie["pad_token"], "bos_token": None, "unk_token": None,
                "additional_special_tokens": [t for t in specials if t not in (rosie["eos_token"], rosie["pad_token"])],
                "model_max_length": rosie.get("model_max_length", 2048), "clean_up_tokenization_spaces": False,
                "rosie_pretrained": settings.pretrained}
-    _write_atomic(out / "tokenizer_config.json", json.dumps(config, indent=2))
+    _write_if_changed(out / "tokenizer_config.json", json.dumps(config, indent=2))
     return out
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and a rename; an unchanged file is left alone (its mtime too), so what
-    was built from it (dialogue shards keyed by the tokenizer's hash) stays valid."""
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+def _write_if_changed(path: Path, text: str) -> None:
+    """Atomically, and not at all when the file already says this (its mtime too stays), so what was built
+    from it (dialogue shards keyed by the tokenizer's hash) stays valid."""
+    if not (path.exists() and path.read_text(encoding="utf-8") == text):
+        write_text_atomic(path, text)
 
 
 class BootstrapRosie(nn.Module):
@@ -257,11 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     prepare.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
-        out = prepare_tokenizer(BootstrapSettings(resolve_pretrained(args.pretrained)), args.rosie_tokenizer, args.out)
+        pretrained = resolve_pretrained(args.pretrained)
+        out = prepare_tokenizer(BootstrapSettings(pretrained), args.rosie_tokenizer, args.out)
     except (OSError, ValueError, KeyError) as exc:
         print(f"rosie_model.bootstrap: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"tokenizer": str(out), "pretrained": resolve_pretrained(args.pretrained)}))
+    print(json.dumps({"tokenizer": str(out), "pretrained": pretrained}))
     return 0
 
 

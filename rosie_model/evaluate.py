@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from rosie_model.bootstrap import BOOTSTRAP_FILE
+from rosie_model.checkpoint import write_text_atomic
 from rosie_model.data import Position, ShardDataset, collate
 from rosie_model.generate import GREEDY, LoadedRosie, generate, load_rosie
 from rosie_model.tracking import ensure_experiment, pipes_session
@@ -214,9 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     with pipes_session() as pipes:
         results = evaluate(args.model_dir, json.loads(args.spec.read_text(encoding="utf-8")), args.max_rows)
         results["mlflow_run_id"] = log_to_mlflow(results, args.experiment)
-        tmp = args.out.with_name(f".{args.out.name}.tmp")
-        tmp.write_text(json.dumps(results, indent=2), encoding="utf-8")
-        tmp.replace(args.out)
+        write_text_atomic(args.out, json.dumps(results, indent=2))
         summary = {k: v for k, v in results.items() if k not in ("samples",)}
         print(json.dumps(summary))
         if pipes is not None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rosie_model.bootstrap import BOOTSTRAP_FILE, BootstrapSettings
+from rosie_model.checkpoint import write_text_atomic
 from rosie_model.tracking import ensure_experiment, pipes_session
 
 MODEL_NAME = "rosie"
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         result = register(args.model_dir, json.loads(args.evaluation.read_text(encoding="utf-8")), args.dataset,
                           dict(t.split("=", 1) for t in args.tag))
         if args.out:
-            args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+            write_text_atomic(args.out, json.dumps(result, indent=2))
         print(json.dumps(result))
         if pipes is not None:
             pipes.log.info(f"registered {result['model_uri']}: champion={result['champion']} ({result['reason']})")

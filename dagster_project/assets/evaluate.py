@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import dagster as dg
 
-from dagster_project.assets.train import APPROACHES, bootstrap_root, model_dir, rosie_model
+from dagster_project.assets.train import APPROACHES, data_root, model_dir, rosie_model
 from dagster_project.config import md_table
 from dagster_project.resources import RosieHomeResource
 from dagster_project.training_report import mlflow_env, mlflow_run_url
@@ -123,7 +123,7 @@ def _trained(folder: Path) -> bool:
 
 
 def _dialogue_shards(home: RosieHome, approach: str) -> Path:
-    return bootstrap_root(home) / "dialogue_shards" if approach == "bootstrap" else home.asset_dir("dialogue_shards")
+    return data_root(home, approach) / "dialogue_shards"
 
 
 @dg.asset(
@@ -143,9 +143,10 @@ def registered_model(context: dg.AssetExecutionContext, rosie: RosieHomeResource
     out = home.asset_dir("registered_model") / "registration.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     shards = _dialogue_shards(home, approach)
-    datasets = [p for p in ((home.lake / "pretrain_shards" / "train" / "manifest.json") if approach == "scratch" else None,
-                            shards / "personality" / "train" / "manifest.json",
-                            shards / "emotion_memory" / "train" / "manifest.json") if p is not None and p.exists()]
+    trained_on = [shards / "personality" / "train", shards / "emotion_memory" / "train"]
+    if approach == "scratch":  # the bootstrap path starts from a pretrained model, not from the pretrain shards
+        trained_on.insert(0, home.lake / "pretrain_shards" / "train")
+    datasets = [p for p in (folder / "manifest.json" for folder in trained_on) if p.exists()]
     command = [sys.executable, "-m", "rosie_model.registry", "--model-dir", str(model_dir(home, approach)),
                "--evaluation", str(results_path), "--out", str(out), "--tag", f"approach={approach}",
                *[arg for path in datasets for arg in ("--dataset", str(path))]]

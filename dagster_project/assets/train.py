@@ -28,7 +28,7 @@ from dagster_project.resources import RosieHomeResource
 from dagster_project.training_report import loss_curve_markdown, mlflow_env, mlflow_run_url
 from rosie_pipeline.atomic import read_json, write_json_atomic
 from rosie_pipeline.paths import RosieHome
-from rosie_pipeline.tokenize.build import build_dialogue_shards, dialogue_files
+from rosie_pipeline.tokenize.build import build_dialogue_shards
 from rosie_pipeline.tokenize.dialogue_shards import DialogueShardOptions
 from rosie_pipeline.tokenize.tokenizer import tokenizer_sha256
 
@@ -91,6 +91,11 @@ def bootstrap_root(home: RosieHome) -> Path:
     return home.lake / "bootstrap"
 
 
+def data_root(home: RosieHome, approach: str) -> Path:
+    """Where an approach's shard folders (``dialogue_shards/...``, the Phase splits) live."""
+    return bootstrap_root(home) if approach == "bootstrap" else home.lake
+
+
 def prepare_bootstrap_data(context: dg.AssetExecutionContext, home: RosieHome, config: TrainPhaseConfig) -> Path:
     """The pretrained tokenizer with Rosie's tokens, then the dialogue shards in it; returns the tokenizer folder.
 
@@ -104,11 +109,9 @@ def prepare_bootstrap_data(context: dg.AssetExecutionContext, home: RosieHome, c
     if done.returncode != 0:
         raise dg.Failure(f"could not prepare the tokenizer of {config.pretrained!r}: "
                          f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
-    if not dialogue_files(home):
-        raise dg.Failure("no dialogues: materialize the dialogue group first")
     options = DialogueShardOptions(seq_len=config.max_seq_len, memory_in_context=True)
     manifests, rebuilt = build_dialogue_shards(home, options, force=False, tokenizer_dir=tokenizer_dir,
-                                               out_dir=bootstrap_root(home) / "dialogue_shards")
+                                               out_dir=data_root(home, "bootstrap") / "dialogue_shards")
     rows = {f"{group}/{split}": m["rows"] for group, splits in manifests.items() for split, m in splits.items()}
     context.log.info(f"bootstrap dialogue shards {'written' if rebuilt else 'unchanged'}: {rows}")
     return tokenizer_dir
@@ -148,7 +151,7 @@ def _inputs_digest(settings: dict[str, Any], phase: Phase) -> str:
 def run_phase(context: dg.AssetExecutionContext, config: TrainPhaseConfig, rosie: RosieHomeResource,
               pipes: dg.PipesSubprocessClient, phase: Phase) -> dg.MaterializeResult:
     home = rosie.home
-    out_dir, tokenizer_dir, data_root = model_dir(home, config.approach), home.tokenizer, home.lake
+    out_dir, tokenizer_dir, root = model_dir(home, config.approach), home.tokenizer, data_root(home, config.approach)
     approach_settings: dict[str, Any] = {}
     if config.approach == "bootstrap":
         if phase.phase == "base":
@@ -156,14 +159,14 @@ def run_phase(context: dg.AssetExecutionContext, config: TrainPhaseConfig, rosie
                              "no base phase to train")
             return dg.MaterializeResult(metadata={"approach": "bootstrap", "pretrained": config.pretrained,
                                                   "trained": False})
-        tokenizer_dir, data_root = prepare_bootstrap_data(context, home, config), bootstrap_root(home)
+        tokenizer_dir = prepare_bootstrap_data(context, home, config)
         approach_settings = {"approach": "bootstrap", "pretrained": config.pretrained, "lora_r": config.lora_r,
                              "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout}
-    train_split = _split_or_none(data_root, phase.train_split)
+    train_split = _split_or_none(root, phase.train_split)
     if train_split is None:
-        raise dg.Failure(f"no training rows in {data_root / phase.train_split}: materialize the data assets first")
+        raise dg.Failure(f"no training rows in {root / phase.train_split}: materialize the data assets first")
     settings = {
-        "phase": phase.phase, "train_data": train_split, "val_data": _split_or_none(data_root, phase.val_split),
+        "phase": phase.phase, "train_data": train_split, "val_data": _split_or_none(root, phase.val_split),
         "tokenizer": str(tokenizer_dir), "out_dir": str(out_dir), "preset": config.preset, **approach_settings,
         "model_overrides": {"max_seq_len": config.max_seq_len}, "steps": config.steps,
         "batch_size": config.batch_size, "grad_accum": config.grad_accum, "lr": config.lr,
@@ -172,7 +175,7 @@ def run_phase(context: dg.AssetExecutionContext, config: TrainPhaseConfig, rosie
         "eval_every": max(1, config.steps // 4), "checkpoint_every": max(1, config.steps // 4),
         "experiment": f"rosie-{phase.phase}",
     }
-    replay = _split_or_none(data_root, phase.replay_split)
+    replay = _split_or_none(root, phase.replay_split)
     if replay and config.replay_share > 0:
         settings |= {"replay_data": replay, "replay_share": config.replay_share}
     checkpoints = out_dir / "checkpoints" / phase.phase
