@@ -37,15 +37,15 @@ def make_model_dir(args: argparse.Namespace, folder: Path) -> Path:
 
     sys.path.insert(0, str(ROOT))
     from bench.corpus import small_rosie_tokenizer
-    from rosie_model.checkpoint import save_weights
-    from rosie_model.config import preset
-    from rosie_model.model import Rosie
+    from rosie_model.core.checkpoint import save_weights
+    from rosie_model.core.config import preset
+    from rosie_model.core.model import RosieTransformer
 
     small_rosie_tokenizer(folder / "tokenizer")
     config = preset(args.preset, max_seq_len=max(512, args.prompt + args.new + 8))
     torch.manual_seed(0)
     config.save(folder / "config.json")
-    save_weights(Rosie(config).state_dict(), folder / "weights" / "base.safetensors")
+    save_weights(RosieTransformer(config).state_dict(), folder / "weights" / "base.safetensors")
     return folder
 
 
@@ -57,8 +57,8 @@ def prompt_ids(args: argparse.Namespace, vocab: int) -> list[int]:
 
 def load_side(model_dir: Path, int8: bool, weights: str | None = None) -> Any:
     """The model folder loaded as the chat API loads it, quantized when ``int8``."""
-    from rosie_model.chat import quantize_int8
-    from rosie_model.generate import load_rosie
+    from rosie_model.serving.chat import quantize_int8
+    from rosie_model.serving.generate import load_rosie
 
     rosie = load_rosie(model_dir, weights=weights)
     if int8:
@@ -69,7 +69,7 @@ def load_side(model_dir: Path, int8: bool, weights: str | None = None) -> Any:
 def run_rosie(args: argparse.Namespace, model_dir: Path, int8: bool) -> dict[str, float]:
     import dataclasses
 
-    from rosie_model.generate import GREEDY, ReplyDecoder
+    from rosie_model.serving.generate import GREEDY, ReplyDecoder
 
     rosie = load_side(model_dir, int8, weights="base.safetensors")
     prompt = prompt_ids(args, rosie.model.config.vocab_size)
@@ -92,8 +92,8 @@ def run_hf(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
     from transformers import LlamaForCausalLM
     from transformers.generation.streamers import BaseStreamer
 
-    from rosie_model.config import ModelConfig
-    from rosie_model.export import export_hf
+    from rosie_model.core.config import ModelConfig
+    from rosie_model.core.export import export_hf
 
     hf_dir = Path(args.scratch) / "hf"
     if not (hf_dir / "config.json").exists():
@@ -136,7 +136,7 @@ def measure(once: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def perplexity(args: argparse.Namespace, model_dir: Path, int8: bool) -> float:
-    from rosie_model.evaluate import shard_metrics
+    from rosie_model.evaluation.evaluate import shard_metrics
 
     rosie = load_side(model_dir, int8)
     return shard_metrics(rosie, Path(args.dialogue_val), args.ppl_rows)["perplexity"]
@@ -191,7 +191,7 @@ def main() -> None:
         results = {name: run(name) for name in ("rosie", "rosie-int8")}
         results["hf"] = run("hf", "--emotion-id", str(results["rosie"]["emotion_id"]))
         ppl = {name: run(name)["perplexity"] for name in ("ppl", "ppl-int8")} if args.dialogue_val else {}
-        from rosie_model.config import ModelConfig
+        from rosie_model.core.config import ModelConfig
 
         config = ModelConfig.load(model_dir / "config.json")
     rosie, hf, int8 = results["rosie"], results["hf"], results["rosie-int8"]

@@ -19,16 +19,16 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from rosie_model.config import preset  # noqa: E402
-from rosie_model.model import Rosie  # noqa: E402
-from rosie_model.train import PEAK_FLOPS  # noqa: E402
+from rosie_model.core.config import preset  # noqa: E402
+from rosie_model.core.model import RosieTransformer  # noqa: E402
+from rosie_model.training.trainer import PEAK_FLOPS  # noqa: E402
 
 
 def measure(name: str, batch: int, seq_len: int, steps: int, checkpointing: bool, compile_model: bool,
             device: torch.device) -> dict[str, float]:
     torch.manual_seed(0)
     config = preset(name, max_seq_len=seq_len)
-    model = Rosie(config).to(device)
+    model = RosieTransformer(config).to(device)
     model.gradient_checkpointing = checkpointing
     forward = torch.compile(model) if compile_model else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")

@@ -35,14 +35,15 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, int]:
     """(model, loss of a (batch, seq+1) id tensor, vocabulary the batches draw from) for ``args.side``."""
     import torch
 
-    from rosie_model.bootstrap import BootstrapRosie, BootstrapSettings, pretrained_source
+    from rosie_model.core.bootstrap import BootstrapRosie, BootstrapSettings, pretrained_source
 
     if args.side == "rosie":
-        from rosie_model.train import BOOTSTRAP_PHASE_TRAINS, TrainConfig, compute_loss, select_trainable
+        from rosie_model.training.config import TrainConfig
+        from rosie_model.training.trainer import compute_loss, select_trainable
 
         settings = BootstrapSettings(args.pretrained, lora_r=args.lora_r, lora_alpha=2 * args.lora_r)
         model = BootstrapRosie(settings, Path(args.tokenizer), args.seq_len)
-        select_trainable(model, BOOTSTRAP_PHASE_TRAINS["personality"])
+        select_trainable(model, model.phase_trains("personality"))
         config = TrainConfig(phase="personality", train_data="-", tokenizer="-", approach="bootstrap")
 
         def loss(ids: torch.Tensor) -> torch.Tensor:
@@ -68,7 +69,8 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, int]:
 def run_side(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from rosie_model.train import TrainConfig, build_optimizer
+    from rosie_model.training.config import TrainConfig
+    from rosie_model.training.trainer import build_optimizer
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -110,14 +112,14 @@ def main() -> None:
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--tokenizer", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from rosie_model.bootstrap import resolve_pretrained
+    from rosie_model.core.bootstrap import resolve_pretrained
 
     args.pretrained = resolve_pretrained(args.pretrained)
     if args.side:
         print(json.dumps(run_side(args)))
         return
     from bench.corpus import small_rosie_tokenizer
-    from rosie_model.bootstrap import BootstrapSettings, prepare_tokenizer
+    from rosie_model.core.bootstrap import BootstrapSettings, prepare_tokenizer
 
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer = prepare_tokenizer(BootstrapSettings(args.pretrained), small_rosie_tokenizer(Path(scratch) / "rosie"),

@@ -28,10 +28,10 @@ def build(side: str, args: argparse.Namespace):  # type: ignore[no-untyped-def]
     import torch
 
     if side.startswith("rosie"):
-        from rosie_model.config import ModelConfig
-        from rosie_model.model import Rosie
+        from rosie_model.core.config import ModelConfig
+        from rosie_model.core.model import RosieTransformer
 
-        model = Rosie(ModelConfig(vocab_size=args.vocab, n_layers=args.layers, d_model=args.d_model,
+        model = RosieTransformer(ModelConfig(vocab_size=args.vocab, n_layers=args.layers, d_model=args.d_model,
                                   n_heads=args.heads, d_ff=args.d_ff, max_seq_len=args.seq_len, memory_layers=()))
         model.gradient_checkpointing = args.checkpointing
         forward = torch.compile(model) if side == "rosie-compiled" else model  # the engine's `compile` setting

@@ -82,16 +82,16 @@ def chat_model_dir(corpus, tmp_path_factory):
     import torch
     from tokenizers import Tokenizer
 
-    from rosie_model.checkpoint import save_weights
-    from rosie_model.config import preset
-    from rosie_model.model import Rosie
+    from rosie_model.core.checkpoint import save_weights
+    from rosie_model.core.config import preset
+    from rosie_model.core.model import RosieTransformer
 
     folder = tmp_path_factory.mktemp("chat_model")
     vocab = Tokenizer.from_file(str(corpus["tokenizer"] / "tokenizer.json")).get_vocab_size()
     config = preset("tiny", vocab_size=vocab, max_seq_len=256)
     torch.manual_seed(0)
     config.save(folder / "config.json")
-    save_weights(Rosie(config).state_dict(), folder / "weights" / "base.safetensors")
+    save_weights(RosieTransformer(config).state_dict(), folder / "weights" / "base.safetensors")
     (folder / "tokenizer").mkdir()
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (folder / "tokenizer" / name).write_bytes((corpus["tokenizer"] / name).read_bytes())

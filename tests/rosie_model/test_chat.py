@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from rosie_model.chat import (ChatError, ChatInputError, ModelNotFound, Rosie, clean_reply, cut_at_sentence_end,
+from rosie_model.serving.chat import (ChatError, ChatInputError, ModelNotFound, Rosie, clean_reply, cut_at_sentence_end,
                               quantize_int8)
-from rosie_model.generate import GREEDY, ReplyDecoder, SamplingOptions, load_rosie
-from rosie_model.memory_store import MemoryStore, MemoryStoreError, extract_facts
+from rosie_model.serving.generate import GREEDY, ReplyDecoder, SamplingOptions, load_rosie
+from rosie_model.serving.memory_store import MemoryStore, MemoryStoreError, extract_facts
 
 HELLO = [{"role": "user", "content": "Hello Rosie!"}]
 
@@ -233,3 +233,41 @@ def test_a_downloaded_mlflow_model_folder_loads(chat_model_dir, tmp_path):
     (downloaded / "MLmodel").write_text("flavors:\n  python_function:\n    artifacts:\n      model_dir:\n"
                                         "        path: artifacts/rosie_model\n")
     assert Rosie.load(downloaded).loaded.folder == downloaded / "artifacts" / "rosie_model"
+
+
+#: What a registered version's MLmodel looked like before rosie_model moved into its rooms (the pyfunc was
+#: rosie_model/pyfunc.py then); the model folder inside it is what every reader loads, so it still loads.
+PRE_ROOMS_MLMODEL = """flavors:
+  python_function:
+    artifacts:
+      model_dir:
+        path: artifacts/model
+        uri: /somewhere/models/rosie_model
+    code: code
+    loader_module: mlflow.pyfunc.loaders.code_model
+    model_code_path: /somewhere/rosie_model/pyfunc.py
+    python_version: 3.11.7
+    streamable: false
+mlflow_version: 3.17.2
+"""
+
+
+def test_a_version_registered_before_the_rooms_still_loads(chat_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import mlflow
+
+    monkeypatch.setenv("ROSIE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    logged = tmp_path / "logged"
+    shutil.copytree(chat_model_dir, logged / "artifacts" / "model")
+    (logged / "MLmodel").write_text(PRE_ROOMS_MLMODEL)
+    from rosie_model.core.layout import tracking_uri
+
+    client = mlflow.MlflowClient(tracking_uri())
+    client.create_registered_model("rosie")
+    version = client.create_model_version("rosie", source=logged.as_uri())
+    client.set_registered_model_alias("rosie", "champion", version.version)
+    rosie = Rosie.load("models:/rosie@champion", memory_path=tmp_path / "memory.db")
+    assert rosie.loaded.folder.resolve() == (logged / "artifacts" / "model").resolve()
+    assert rosie.reply(HELLO).emotion

@@ -2,17 +2,17 @@ import json
 
 import torch
 
-from rosie_model.checkpoint import load_weights
-from rosie_model.config import ModelConfig, preset
-from rosie_model.export import export_hf
-from rosie_model.model import Rosie
-from rosie_model.checkpoint import save_weights
+from rosie_model.core.checkpoint import load_weights
+from rosie_model.core.config import ModelConfig, preset
+from rosie_model.core.export import export_hf
+from rosie_model.core.model import RosieTransformer
+from rosie_model.core.checkpoint import save_weights
 
 
 def test_transformers_loads_the_export_with_the_same_logits(tmp_path, corpus):
     torch.manual_seed(0)
     config = preset("tiny", vocab_size=400, n_kv_heads=2, max_seq_len=64)
-    model = Rosie(config).eval()
+    model = RosieTransformer(config).eval()
     model_dir = tmp_path / "model"
     config.save(model_dir / "config.json")
     save_weights(model.state_dict(), model_dir / "weights" / "base.safetensors")

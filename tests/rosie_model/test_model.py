@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 import torch
 
-from rosie_model.config import PRESETS, ModelConfig, preset
-from rosie_model.model import KVCache, Rosie
+from rosie_model.core.config import PRESETS, ModelConfig, preset
+from rosie_model.core.model import KVCache, RosieTransformer
 
 SIZES = {"rosie-125m": 125e6, "rosie-500m": 500e6, "rosie-1b": 1e9}
 
@@ -12,7 +12,7 @@ SIZES = {"rosie-125m": 125e6, "rosie-500m": 500e6, "rosie-1b": 1e9}
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_instantiate_on_meta_and_match_their_names(name):
     with torch.device("meta"):
-        model = Rosie(preset(name))
+        model = RosieTransformer(preset(name))
     count = model.num_parameters()
     if name in SIZES:
         assert abs(count - SIZES[name]) / SIZES[name] < 0.10, f"{name}: {count / 1e6:.1f}M"
@@ -24,7 +24,7 @@ def test_presets_instantiate_on_meta_and_match_their_names(name):
 
 def _tiny(**overrides):
     torch.manual_seed(0)
-    return Rosie(preset("tiny", vocab_size=300, **overrides)).eval()
+    return RosieTransformer(preset("tiny", vocab_size=300, **overrides)).eval()
 
 
 @pytest.mark.parametrize("kv_heads", [None, 2])

@@ -10,7 +10,7 @@ from tests.rosie_model.conftest import train_args
 def test_trainer_reports_through_dagster_pipes(corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("ROSIE_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    command = [sys.executable, "-m", "rosie_model.train", *train_args(corpus, tmp_path / "model", steps=3)]
+    command = [sys.executable, "-m", "rosie_model", "train", *train_args(corpus, tmp_path / "model", steps=3)]
 
     @dg.asset
     def trained(context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient) -> dg.MaterializeResult:

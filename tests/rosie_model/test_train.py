@@ -1,4 +1,4 @@
-"""The training engine run as users run it: ``python -m rosie_model.train`` and ``torchrun``."""
+"""The training engine run as users run it: ``python -m rosie_model train`` and ``torchrun``."""
 
 import json
 import os
@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rosie_model.data import DataError, Position, ShardDataset
+from rosie_model.training.data import DataError, Position, ShardDataset
 from tests.rosie_model.conftest import train_args
 
 PYTHON = sys.executable
@@ -24,7 +24,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _train(corpus, out_dir, phase="base", launcher=(PYTHON, "-m"), **settings):
-    done = subprocess.run([*launcher, "rosie_model.train", *train_args(corpus, out_dir, phase, **settings)],
+    done = subprocess.run([*launcher, "rosie_model", "train", *train_args(corpus, out_dir, phase, **settings)],
                           env=_env(out_dir.parent / "home"), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -41,7 +41,7 @@ def _same(a, b, atol=0.0):
 def test_sigterm_saves_marks_killed_and_resume_is_exact(corpus, tmp_path):
     straight = _train(corpus, tmp_path / "straight", steps=40)
     args = train_args(corpus, tmp_path / "resumed", steps=40)
-    process = subprocess.Popen([PYTHON, "-m", "rosie_model.train", *args], env=_env(tmp_path / "home"),
+    process = subprocess.Popen([PYTHON, "-m", "rosie_model", "train", *args], env=_env(tmp_path / "home"),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:
         if "step 3/40 " in line:
@@ -105,10 +105,10 @@ def test_two_processes_under_torchrun_match_one(corpus, tmp_path, strategy):
 
 def test_clear_errors(corpus, tmp_path):
     args = train_args(corpus, tmp_path / "m", "personality")
-    done = subprocess.run([PYTHON, "-m", "rosie_model.train", *args], env=_env(tmp_path), capture_output=True,
+    done = subprocess.run([PYTHON, "-m", "rosie_model", "train", *args], env=_env(tmp_path), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode != 0 and "previous phase's weights" in done.stderr
-    done = subprocess.run([PYTHON, "-m", "rosie_model.train", "--phase", "base", "--set", "stepz=3"],
+    done = subprocess.run([PYTHON, "-m", "rosie_model", "train", "--phase", "base", "--set", "stepz=3"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "unknown training settings" in done.stderr
     with pytest.raises(DataError, match="another|made with tokenizer"):
@@ -130,7 +130,7 @@ def test_reader_deals_rows_to_ranks_and_resumes(corpus):
 
 
 def test_replay_mixes_a_share_of_another_split_into_each_batch_and_resumes(corpus):
-    from rosie_model.data import mixed_batches
+    from rosie_model.training.data import mixed_batches
 
     main = replay = ShardDataset(corpus["dialogue"], corpus["tokenizer_sha"])
     stream = mixed_batches([(main, 3, Position()), (replay, 1, Position())], 0, 1, seed=3)

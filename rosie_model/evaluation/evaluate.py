@@ -1,7 +1,7 @@
 """Evaluating a trained Rosie: perplexity per source, emotion accuracy and macro-F1, memory recall,
 persona consistency, and sample replies to fixed prompts.
 
-    python -m rosie_model.evaluate --model-dir DIR --spec eval_spec.json --out results.json
+    python -m rosie_model evaluate --model-dir DIR --spec eval_spec.json --out results.json
 
 The spec (written by the pipeline) names: ``texts`` (JSON lines of source/text from held-out documents),
 ``dialogue_val`` and ``emotion_set`` (dialogue shard splits), ``memory_set`` (JSON lines: messages,
@@ -12,11 +12,9 @@ to MLflow, and (under Dagster) to the run's log through Pipes.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,11 +22,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rosie_model.bootstrap import BOOTSTRAP_FILE
-from rosie_model.checkpoint import write_text_atomic
-from rosie_model.data import Position, ShardDataset, collate
-from rosie_model.generate import GREEDY, LoadedRosie, generate, load_rosie
-from rosie_model.tracking import ensure_experiment, pipes_session
+from rosie_model.core.layout import ModelFolder
+from rosie_model.core.reporting import ensure_experiment
+from rosie_model.training.data import Position, ShardDataset, collate
+from rosie_model.serving.generate import GREEDY, LoadedRosie, generate, load_rosie
 
 SAMPLE_PROMPTS: list[tuple[str, list[dict[str, Any]]]] = [
     ("greeting", [{"role": "user", "content": "Hello!"}]),
@@ -153,7 +150,7 @@ def evaluate(model_dir: Path, spec: dict[str, Any], max_rows: int = 512) -> dict
     rosie = load_rosie(model_dir)
     torch.manual_seed(0)
     results: dict[str, Any] = {"model_dir": str(model_dir),
-                               "approach": "bootstrap" if (model_dir / BOOTSTRAP_FILE).exists() else "scratch"}
+                               "approach": "bootstrap" if ModelFolder(model_dir).is_bootstrap else "scratch"}
     texts: dict[str, list[str]] = {}
     if spec.get("texts") and Path(spec["texts"]).exists():
         for line in Path(spec["texts"]).read_text(encoding="utf-8").splitlines():
@@ -202,26 +199,3 @@ def log_to_mlflow(results: dict[str, Any], experiment: str) -> str:
                           "reply": [s["reply"] for s in results["samples"]],
                           "emotion": [s["emotion"] for s in results["samples"]]}, "sample_replies.json")
         return run.info.run_id
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rosie_model.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--spec", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--max-rows", type=int, default=512)
-    parser.add_argument("--experiment", default="rosie-evaluation")
-    args = parser.parse_args(argv)
-    with pipes_session() as pipes:
-        results = evaluate(args.model_dir, json.loads(args.spec.read_text(encoding="utf-8")), args.max_rows)
-        results["mlflow_run_id"] = log_to_mlflow(results, args.experiment)
-        write_text_atomic(args.out, json.dumps(results, indent=2))
-        summary = {k: v for k, v in results.items() if k not in ("samples",)}
-        print(json.dumps(summary))
-        if pipes is not None:
-            pipes.log.info(f"evaluation: {json.dumps(summary)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,16 +21,11 @@ import jinja2
 import torch
 from tokenizers import Tokenizer
 
-from rosie_model.checkpoint import load_weights
-from rosie_model.config import ModelConfig
-from rosie_model.bootstrap import BOOTSTRAP_FILE, BootstrapRosie, BootstrapSettings
-from rosie_model.model import Rosie
-
-WEIGHT_ORDER = ("final.safetensors", "personality.safetensors", "base.safetensors")
-
-
-class ModelLoadError(Exception):
-    """The model folder is missing, incomplete or unreadable; the message says which and where."""
+from rosie_model.core.checkpoint import load_weights
+from rosie_model.core.config import ModelConfig
+from rosie_model.core.errors import ModelLoadError
+from rosie_model.core.layout import ModelFolder
+from rosie_model.core.protocol import RosieCore, build_model
 
 
 @dataclass(frozen=True)
@@ -65,7 +60,7 @@ GREEDY = SamplingOptions(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty
 
 @dataclass
 class LoadedRosie:
-    model: Rosie | BootstrapRosie
+    model: RosieCore
     tokenizer: Tokenizer
     settings: dict[str, Any]
     folder: Path
@@ -135,40 +130,35 @@ class LoadedRosie:
 
 
 def load_rosie(folder: Path, weights: str | None = None, device: str = "cpu") -> LoadedRosie:
-    """A model folder (``config.json``, ``tokenizer/``, ``weights/*.safetensors``), latest phase by default.
+    """A model folder (``config.json``, ``tokenizer/``, ``weights/*.safetensors``), latest phase by default;
+    ``weights`` names another file of ``weights/`` (``base.safetensors``).
 
     Anything missing or unreadable raises :class:`ModelLoadError` naming the file and what is wrong.
     """
-    folder = Path(folder)
+    layout = ModelFolder(Path(folder))
+    folder = layout.root
     if not folder.is_dir():
         raise ModelLoadError(f"no model folder at {folder}")
-    needed = [folder / "config.json", folder / "tokenizer" / "tokenizer.json", folder / "tokenizer" / "tokenizer_config.json"]
-    missing = [str(p.relative_to(folder)) for p in needed if not p.is_file()]
+    missing = [str(p.relative_to(folder)) for p in (layout.config, *layout.tokenizer_files) if not p.is_file()]
     if missing:
         raise ModelLoadError(f"{folder} is not a Rosie model folder: missing {', '.join(missing)}")
-    candidates = [weights] if weights else [w for w in WEIGHT_ORDER if (folder / "weights" / w).exists()]
-    if not candidates or not (folder / "weights" / candidates[0]).is_file():
+    chosen = folder / "weights" / weights if weights else layout.latest_weights()
+    if chosen is None or not chosen.is_file():
         raise ModelLoadError(f"{folder} has no weights ({'weights/' + weights if weights else 'weights/*.safetensors'})")
     step = "config.json"
     try:
-        config = ModelConfig.load(folder / "config.json")
-        step = f"weights/{candidates[0]}"
-        model: Rosie | BootstrapRosie
-        if (folder / BOOTSTRAP_FILE).is_file():  # adapters and heads over a pretrained model
-            model = BootstrapRosie(BootstrapSettings.load(folder / BOOTSTRAP_FILE), folder / "tokenizer",
-                                   config.max_seq_len)
-            model.load_trained_state(load_weights(folder / "weights" / candidates[0]))
-        else:
-            model = Rosie(config)
-            model.load_state_dict(load_weights(folder / "weights" / candidates[0]))
+        config = ModelConfig.load(layout.config)
+        step = f"weights/{chosen.name}"
+        model = build_model(layout, config)
+        model.load_trained_state(load_weights(chosen))
         step = "tokenizer/"
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer" / "tokenizer.json"))
-        settings = json.loads((folder / "tokenizer" / "tokenizer_config.json").read_text(encoding="utf-8"))
+        tokenizer = Tokenizer.from_file(str(layout.tokenizer_files[0]))
+        settings = json.loads(layout.tokenizer_files[1].read_text(encoding="utf-8"))
         jinja2.Environment().from_string(settings["chat_template"])
     except Exception as exc:  # safetensors, json, torch and tokenizers each raise their own kinds
         raise ModelLoadError(f"cannot load {folder / step}: {type(exc).__name__}: {str(exc)[:300]}") from exc
     model.to(device).eval()
-    return LoadedRosie(model, tokenizer, settings, folder, folder / "weights" / candidates[0])
+    return LoadedRosie(model, tokenizer, settings, folder, chosen)
 
 
 class ReplyDecoder:

@@ -10,54 +10,19 @@ and weights as artifacts.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rosie_model.config import ModelConfig
+from rosie_model.core.config import ModelConfig
+from rosie_model.core.layout import ModelFolder
+from rosie_model.core.reporting import ensure_experiment, pipes_session
+from rosie_model.training.config import Stop, TrainConfig, TrainResult
+from rosie_model.training.distributed import Dist, teardown
 
 if TYPE_CHECKING:
-    from rosie_model.data import ShardDataset
-    from rosie_model.train import TrainConfig, TrainResult
-
-
-def rosie_home() -> Path:
-    return Path(os.environ.get("ROSIE_HOME") or ".rosie").expanduser().resolve()
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{rosie_home() / 'mlflow' / 'mlflow.db'}"
-
-
-def ensure_experiment(name: str) -> str:
-    """The experiment's id, creating it with its artifacts under ``$ROSIE_HOME/mlflow/artifacts``."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri())
-    found = mlflow.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    artifacts = None
-    uri = tracking_uri()
-    if uri.startswith("sqlite:"):  # a local store: artifacts beside it, never MLflow's default ./mlruns
-        root = Path(uri.removeprefix("sqlite:///")).parent
-        (root / "artifacts").mkdir(parents=True, exist_ok=True)
-        artifacts = (root / "artifacts" / name).as_uri()
-    return mlflow.create_experiment(name, artifact_location=artifacts)
-
-
-@contextmanager
-def pipes_session() -> Iterator[Any]:
-    """The Dagster Pipes context when launched by Dagster (for log lines), else None."""
-    if "DAGSTER_PIPES_CONTEXT" not in os.environ:
-        yield None
-        return
-    from dagster_pipes import open_dagster_pipes
-
-    with open_dagster_pipes() as pipes:
-        yield pipes
+    from rosie_model.training.data import ShardDataset
 
 
 class Tracker:
@@ -73,10 +38,7 @@ class Tracker:
         tracker = cls(main)
         if not main:
             return tracker
-        if "DAGSTER_PIPES_CONTEXT" in os.environ:
-            from dagster_pipes import open_dagster_pipes
-
-            tracker._pipes = tracker._stack.enter_context(open_dagster_pipes())
+        tracker._pipes = tracker._stack.enter_context(pipes_session())
         import mlflow
 
         experiment_id = ensure_experiment(config.experiment or f"rosie-{config.phase}")
@@ -125,13 +87,28 @@ class Tracker:
         mlflow.end_run(status=status)
         self._stack.close()
 
-    def finish_success(self, result: TrainResult, out_dir: Path, weights: Path) -> None:
+    @contextmanager
+    def finishing(self, bar: Any, world: Dist) -> Iterator[None]:
+        """Around the training loop: a stopped run is marked KILLED (its checkpoint is saved), a failed one
+        FAILED; either way the progress bar closes and the process group is torn down."""
+        try:
+            yield
+        except BaseException as exc:
+            if isinstance(exc, Stop):
+                self.log(f"{exc}: checkpoint saved; re-run to resume")
+            self.finish("KILLED" if isinstance(exc, Stop) else "FAILED")
+            bar.close()
+            teardown(world)
+            raise
+        bar.close()
+
+    def finish_success(self, result: TrainResult, folder: ModelFolder, weights: Path) -> None:
         import mlflow
 
         mlflow.log_metrics({"final_loss": result.final_loss, "tokens_seen": result.tokens_seen}
                            | ({"final_val_loss": result.val_loss} if result.val_loss is not None else {}))
-        mlflow.log_artifact(str(out_dir / "config.json"))
-        mlflow.log_artifacts(str(out_dir / "tokenizer"), artifact_path="tokenizer")
+        mlflow.log_artifact(str(folder.config))
+        mlflow.log_artifacts(str(folder.tokenizer), artifact_path="tokenizer")
         mlflow.log_artifact(str(weights), artifact_path="weights")
         if self._pipes is not None:
             self._pipes.report_asset_materialization(metadata={

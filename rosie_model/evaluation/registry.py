@@ -1,6 +1,6 @@
 """Registering a trained Rosie in the MLflow model registry, and the champion rule.
 
-    python -m rosie_model.registry --model-dir DIR --evaluation results.json [--dataset MANIFEST ...] [--tag k=v ...]
+    python -m rosie_model register --model-dir DIR --evaluation results.json [--dataset MANIFEST ...] [--tag k=v ...]
 
 Each call logs the model (chat pyfunc, signature, the model folder as an artifact), registers a new
 version of ``rosie`` with tags (evaluation metrics, data manifest digests, git commit, approach) and the
@@ -14,19 +14,16 @@ training datasets as inputs of the registering run (lineage), then applies the c
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from rosie_model.bootstrap import BOOTSTRAP_FILE, BootstrapSettings
-from rosie_model.checkpoint import write_text_atomic
-from rosie_model.tracking import ensure_experiment, pipes_session
+from rosie_model.core.bootstrap import BootstrapSettings
+from rosie_model.core.layout import MODEL_NAME, ModelFolder
+from rosie_model.core.reporting import ensure_experiment
 
-MODEL_NAME = "rosie"
 TOLERANCE = 0.02
 GUARDED = ("emotion_macro_f1", "memory_recall", "persona_consistency")
 
@@ -64,10 +61,10 @@ def beats(new: dict[str, str], champion: dict[str, str]) -> tuple[bool, str]:
 
 def bootstrap_tags(model_dir: Path) -> dict[str, str]:
     """Which pretrained model and LoRA settings a bootstrap version came from (nothing for a scratch model)."""
-    path = model_dir / BOOTSTRAP_FILE
-    if not path.exists():
+    folder = ModelFolder(model_dir)
+    if not folder.is_bootstrap:
         return {}
-    settings = BootstrapSettings.load(path)
+    settings = BootstrapSettings.load(folder.bootstrap)
     return {"bootstrap.pretrained": Path(settings.pretrained).name, "bootstrap.lora_r": str(settings.lora_r),
             "bootstrap.lora_alpha": str(settings.lora_alpha)}
 
@@ -115,7 +112,7 @@ def register(model_dir: Path, evaluation: dict[str, Any], datasets: list[Path], 
         info = mlflow.pyfunc.log_model(
             name="rosie", python_model=str(Path(__file__).with_name("pyfunc.py")),
             artifacts={"model_dir": str(model_dir)}, signature=_signature(),
-            code_paths=[str(Path(__file__).parent)], registered_model_name=MODEL_NAME,
+            code_paths=[str(Path(__file__).parents[1])], registered_model_name=MODEL_NAME,
             pip_requirements=["torch", "tokenizers", "safetensors", "jinja2", "pandas", "mlflow"],
         )
         version = str(info.registered_model_version)
@@ -135,26 +132,3 @@ def register(model_dir: Path, evaluation: dict[str, Any], datasets: list[Path], 
     return {"model": MODEL_NAME, "version": version, "champion": promoted, "reason": reason,
             "previous_champion": champion.version if champion else None, "run_id": run.info.run_id,
             "model_uri": f"models:/{MODEL_NAME}/{version}"}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rosie_model.registry", description=__doc__.split("\n")[0])
-    parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--evaluation", type=Path, required=True)
-    parser.add_argument("--dataset", type=Path, action="append", default=[], help="a shard split's manifest.json")
-    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
-    args = parser.parse_args(argv)
-    with pipes_session() as pipes:
-        result = register(args.model_dir, json.loads(args.evaluation.read_text(encoding="utf-8")), args.dataset,
-                          dict(t.split("=", 1) for t in args.tag))
-        if args.out:
-            write_text_atomic(args.out, json.dumps(result, indent=2))
-        print(json.dumps(result))
-        if pipes is not None:
-            pipes.log.info(f"registered {result['model_uri']}: champion={result['champion']} ({result['reason']})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

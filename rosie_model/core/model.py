@@ -17,13 +17,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from rosie_model.config import ModelConfig
+from rosie_model.core.config import ModelConfig
+from rosie_model.core.layout import PHASES, ModelFolder
+
+#: What trains in each phase, by parameter group ("trunk" = embeddings, blocks' attention/MLP, norms). Phase 3
+#: trains the trunk too: with a frozen trunk recall stayed near chance on the demo (the facts are read by the
+#: trunk, which has to learn to write them so a question can find them).
+PHASE_TRAINS = {
+    "base": ("trunk",),
+    "personality": ("trunk", "persona", "emotion_head"),
+    "emotion_memory": ("trunk", "memory", "persona", "emotion_head"),
+}
 
 
 class RMSNorm(nn.Module):
@@ -166,7 +177,10 @@ class Block(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
-class Rosie(nn.Module):
+class RosieTransformer(nn.Module):
+    """Rosie's own decoder (scratch approach): RMSNorm, RoPE, SwiGLU, SDPA, tied embeddings, KV cache, with
+    persona vectors, an emotion head and gated memory attention. Implements :class:`~rosie_model.core.protocol.RosieCore`."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
@@ -266,3 +280,23 @@ class Rosie(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    # -- what the training engine asks of every RosieCore ---------------------------------------------
+    def phase_trains(self, phase: str) -> tuple[str, ...]:
+        return PHASE_TRAINS[phase]
+
+    def starting_weights(self, folder: ModelFolder, phase: str) -> Path | None:
+        """Phase 1 starts from the initialisation, every later phase from the one before it."""
+        previous = folder.previous_weights(phase)
+        if previous is None and phase != PHASES[0]:
+            raise FileNotFoundError(f"phase {phase} starts from the previous phase's weights; none in {folder.root}")
+        return previous
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        return self.state_dict()
+
+    def load_trained_state(self, weights: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(weights)
+
+    def save_extras(self, folder: ModelFolder) -> None:
+        """Nothing: config, tokenizer and weights describe this model completely."""

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rosie_model.core.errors import RosieError
+
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS memories (
@@ -46,7 +48,7 @@ STOP_WORDS = frozenset(
 )
 
 
-class MemoryStoreError(Exception):
+class MemoryStoreError(RosieError):
     """The store cannot be opened or used; the message says which file and what to do."""
 
 

@@ -1,6 +1,6 @@
 """Talking to Rosie from Python: load a trained model, send the conversation, get her reply and emotion.
 
-    from rosie_model.chat import Rosie
+    from rosie_model.serving.chat import Rosie
 
     rosie = Rosie.load("models:/rosie@champion")          # or a model folder
     reply = rosie.reply([{"role": "user", "content": "Hi! My name is Sam."}], user_id="sam")
@@ -29,9 +29,11 @@ from typing import Any, Literal, overload
 
 import torch
 
-from rosie_model.generate import LoadedRosie, ModelLoadError, ReplyDecoder, SamplingOptions, load_rosie
-from rosie_model.memory_store import MemoryStore, MemoryStoreError, extract_facts
-from rosie_model.tracking import rosie_home
+from rosie_model.core.errors import ModelLoadError, ModelNotFound, RosieError
+from rosie_model.core.layout import memory_db
+from rosie_model.core.locate import resolve_model
+from rosie_model.serving.generate import LoadedRosie, ReplyDecoder, SamplingOptions, load_rosie
+from rosie_model.serving.memory_store import MemoryStore, MemoryStoreError, extract_facts
 
 MESSAGE_ROLES = ("system", "user", "rosie", "assistant", "event")
 #: Where a reply has run into someone else's turn: a tag, a new line, or a speaker label.
@@ -45,16 +47,12 @@ STREAM_HOLDBACK_CHARS = 12
 LIMIT_HOLDBACK_TOKENS = 16
 
 
-class ChatError(Exception):
+class ChatError(RosieError):
     """A problem the user can fix; its message is meant to be shown as it is."""
 
 
 class ChatInputError(ChatError):
     """The messages or event cannot be answered (empty, too long, unknown event or role)."""
-
-
-class ModelNotFound(ChatError):
-    """The model folder or registry entry cannot be found or read."""
 
 
 @dataclass(frozen=True)
@@ -110,74 +108,12 @@ def cut_at_sentence_end(text: str, keep: str = "") -> str:
     return text.rstrip() + "…"
 
 
-def resolve_model(source: str | Path) -> Path:
-    """A model folder from a path (a model folder, or a downloaded MLflow model holding one) or from a
-    registry URI ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` of the home's MLflow store."""
-    text = str(source)
-    if text.startswith("models:/"):
-        return _registry_folder(text)
-    folder = Path(text).expanduser()
-    return pyfunc_model_folder(folder) or folder
-
-
-def pyfunc_model_folder(root: Path) -> Path | None:
-    """The Rosie model folder inside a logged MLflow chat model (its ``model_dir`` artifact), if any."""
-    import yaml
-
-    try:
-        flavor = yaml.safe_load((root / "MLmodel").read_text(encoding="utf-8"))["flavors"]["python_function"]
-        inner = root / flavor["artifacts"]["model_dir"]["path"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        return None
-    return inner if (inner / "config.json").is_file() else None
-
-
-def _registry_folder(uri: str) -> Path:
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from rosie_model.tracking import tracking_uri
-
-    match = re.fullmatch(r"models:/([^/@]+)(?:@([\w-]+)|/(\d+))", uri)
-    if not match:
-        raise ModelNotFound(f"{uri!r} is not a registry URI; use models:/NAME@ALIAS or models:/NAME/VERSION")
-    name, alias, number = match.groups()
-    mlflow.set_tracking_uri(tracking_uri())
-    client = MlflowClient()
-    try:
-        registered = client.get_registered_model(name)
-    except MlflowException as exc:
-        raise ModelNotFound(f"no registered model {name!r} in {tracking_uri()} (train one with `make demo` "
-                            "or `rosie run`)") from exc
-    if alias and alias not in registered.aliases:
-        known = ", ".join(f"@{a} (version {v})" for a, v in sorted(registered.aliases.items())) or "none"
-        raise ModelNotFound(f"model {name!r} has no alias @{alias}; its aliases: {known}")
-    version = registered.aliases[alias] if alias else number
-    try:
-        location = client.get_model_version_download_uri(name, str(version))
-    except MlflowException as exc:
-        raise ModelNotFound(f"model {name!r} has no version {version}") from exc
-    found = pyfunc_model_folder(Path(location.removeprefix("file://")))
-    if found is None:  # artifacts elsewhere (a server, object storage): fetched once into the home's cache
-        cache = rosie_home() / "cache" / "models" / f"{name}-{version}"
-        if pyfunc_model_folder(cache) is None:
-            try:
-                mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(cache))
-            except MlflowException as exc:
-                raise ModelNotFound(f"cannot fetch models:/{name}/{version} from {location}: {exc}") from exc
-        found = pyfunc_model_folder(cache)
-    if found is None:
-        raise ModelNotFound(f"models:/{name}/{version} holds no Rosie model folder (not a Rosie chat model?)")
-    return found
-
-
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 for CPU inference: linear weights stored as int8 per output channel, activations
     quantized on the fly (PyTorch's fbgemm/onednn kernels); the tied output layer gets its own int8 copy."""
     import warnings
 
-    from rosie_model.model import Rosie as Transformer
+    from rosie_model.core.model import RosieTransformer as Transformer
 
     if isinstance(model, Transformer):  # its output reuses the embedding matrix: give it a Linear to quantize
         head = torch.nn.Linear(model.config.d_model, model.config.vocab_size, bias=False)
@@ -219,7 +155,7 @@ class Rosie:
             loaded.model = quantize_int8(loaded.model)
         weights = loaded.weights  # memory vectors are tagged with the weights that made them
         tag = f"{weights.resolve()}@{weights.stat().st_mtime_ns}{'+int8' if int8 else ''}"
-        return cls(loaded, options or SamplingOptions(), memory_path or rosie_home() / "memory" / "memory.db",
+        return cls(loaded, options or SamplingOptions(), memory_path or memory_db(),
                    max_message_chars, tag=tag)
 
     @property

@@ -57,7 +57,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: Path) -> None:
-        from rosie_model.checkpoint import write_text_atomic
+        from rosie_model.core.checkpoint import write_text_atomic
 
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import mlflow
 import pandas as pd
 
-from rosie_model.chat import Rosie
-from rosie_model.generate import GREEDY, SamplingOptions
+from rosie_model.serving.chat import Rosie
+from rosie_model.serving.generate import GREEDY, SamplingOptions
 
 
 class RosieChatModel(mlflow.pyfunc.PythonModel):

@@ -27,13 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from rosie_model.checkpoint import write_text_atomic
-from rosie_model.config import DEFAULT_EMOTIONS, ModelConfig
+from rosie_model.core.checkpoint import write_text_atomic
+from rosie_model.core.config import DEFAULT_EMOTIONS, ModelConfig
+from rosie_model.core.layout import ModelFolder
 
-BOOTSTRAP_FILE = "bootstrap.json"
+#: On the bootstrap path "trunk" is the LoRA adapters and Rosie's token rows, and memory is read from the
+#: context, so phase 3 trains the adapters too; there is no base phase (the pretrained model is the base).
+PHASE_TRAINS = {
+    "personality": ("trunk", "persona", "emotion_head"),
+    "emotion_memory": ("trunk", "persona", "emotion_head"),
+}
 
 
 @dataclass
@@ -222,13 +227,33 @@ class BootstrapRosie(nn.Module):
             raise ValueError(f"bootstrap weights lack {sorted(missing)[:5]}")
         self.load_state_dict(weights, strict=False)
 
+    # -- what the training engine asks of every RosieCore ---------------------------------------------
+    def phase_trains(self, phase: str) -> tuple[str, ...]:
+        if phase not in PHASE_TRAINS:
+            raise ValueError(f"the bootstrap approach has no {phase} phase (the pretrained model is its base)")
+        return PHASE_TRAINS[phase]
+
+    def starting_weights(self, folder: ModelFolder, phase: str) -> Path | None:
+        """Phase 2 starts from the pretrained model itself, phase 3 from phase 2's adapters and heads."""
+        if phase == "personality":
+            return None
+        previous = folder.previous_weights(phase)
+        if previous is None:
+            raise FileNotFoundError(f"phase {phase} starts from the personality phase's adapters; none in {folder.root}")
+        return previous
+
+    def save_extras(self, folder: ModelFolder) -> None:
+        """``bootstrap.json`` (where the pretrained weights are), ``adapters/`` and ``merged/``."""
+        self.settings.save(folder.bootstrap)
+        export_bootstrap(self, folder.root)
+
 
 def export_bootstrap(model: BootstrapRosie, out_dir: Path) -> None:
     """``adapters/`` in peft's format (load with ``PeftModel.from_pretrained``) and ``merged/``, the base
     with the adapters folded in, as a plain transformers model (no peft needed to serve it)."""
     import copy
 
-    model.lm.save_pretrained(str(out_dir / "adapters"))
+    model.lm.save_pretrained(str(ModelFolder(out_dir).adapters))
     merged = copy.deepcopy(model.lm).merge_and_unload()  # merging folds in place: keep the caller's model LoRA
     if getattr(merged, "hf_quantizer", None) is not None:
         # a GGUF source was dequantized to plain floats when it loaded; transformers still marks it quantized
@@ -236,32 +261,4 @@ def export_bootstrap(model: BootstrapRosie, out_dir: Path) -> None:
         merged.hf_quantizer = None
         if hasattr(merged.config, "quantization_config"):
             del merged.config.quantization_config
-    merged.save_pretrained(str(out_dir / "merged"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rosie_model.bootstrap tokenizer --pretrained SRC --rosie-tokenizer DIR --out DIR``: the
-    bootstrap tokenizer, for the data pipeline to write dialogue shards with (run by Dagster in a subprocess,
-    since dagster_project does not import rosie_model)."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m rosie_model.bootstrap", description=main.__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    prepare = commands.add_parser("tokenizer", help="the pretrained tokenizer with Rosie's tokens and chat settings")
-    prepare.add_argument("--pretrained", required=True, help=f"a Hugging Face folder, a .gguf file or {SMOLLM2!r}")
-    prepare.add_argument("--rosie-tokenizer", type=Path, required=True, help="Rosie's tokenizer folder")
-    prepare.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    try:
-        pretrained = resolve_pretrained(args.pretrained)
-        out = prepare_tokenizer(BootstrapSettings(pretrained), args.rosie_tokenizer, args.out)
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"rosie_model.bootstrap: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({"tokenizer": str(out), "pretrained": pretrained}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    merged.save_pretrained(str(ModelFolder(out_dir).merged))

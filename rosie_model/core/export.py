@@ -5,21 +5,20 @@ renames tensors and splits Rosie's fused projections (q/k/v, gate/up) back into 
 llama.cpp and every HF tool to Rosie models. The emotion head, memory attention and personas are
 Rosie's own and are not part of the export.
 
-    python -m rosie_model.export MODEL_DIR OUT_DIR [--weights base|personality|final]
+    python -m rosie_model export MODEL_DIR OUT_DIR [--weights base|personality|final]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import torch
 
-from rosie_model.checkpoint import load_weights, save_weights
-from rosie_model.config import ModelConfig
+from rosie_model.core.checkpoint import load_weights, save_weights
+from rosie_model.core.config import ModelConfig
+from rosie_model.core.layout import ModelFolder
 
 _LAYER_NAMES = {
     "attn_norm.weight": "input_layernorm.weight",
@@ -70,28 +69,13 @@ def to_llama_state(weights: dict[str, torch.Tensor], config: ModelConfig) -> dic
 
 
 def export_hf(model_dir: Path, out_dir: Path, weights_name: str = "base") -> Path:
-    config = ModelConfig.load(model_dir / "config.json")
-    files = {"base": "base.safetensors", "personality": "personality.safetensors", "final": "final.safetensors"}
-    weights = load_weights(model_dir / "weights" / files[weights_name])
+    folder = ModelFolder(model_dir)
+    config = ModelConfig.load(folder.config)
+    weights = load_weights(folder.weights_named(weights_name))
     out_dir.mkdir(parents=True, exist_ok=True)
     save_weights(to_llama_state(weights, config), out_dir / "model.safetensors", metadata={"format": "pt"})
     (out_dir / "config.json").write_text(json.dumps(llama_config(config), indent=2) + "\n", encoding="utf-8")
-    if (model_dir / "tokenizer").is_dir():
-        for item in (model_dir / "tokenizer").iterdir():
-            if item.name in ("tokenizer.json", "tokenizer_config.json"):
-                shutil.copy(item, out_dir / item.name)
+    for item in folder.tokenizer_files:
+        if item.is_file():
+            shutil.copy(item, out_dir / item.name)
     return out_dir
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rosie_model.export", description=__doc__.split("\n")[0])
-    parser.add_argument("model_dir", type=Path)
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--weights", choices=["base", "personality", "final"], default="base")
-    args = parser.parse_args(argv)
-    print(export_hf(args.model_dir, args.out_dir, args.weights))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

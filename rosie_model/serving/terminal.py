@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from rosie_model.chat import ChatError, Reply, Rosie
+from rosie_model.serving.chat import ChatError, Reply, Rosie
 
 FACES = {"neutral": "•_•", "happy": "^_^", "excited": "★o★", "love": "♥‿♥", "surprised": "O_O", "curious": "o_O",
          "shy": ">///<", "sad": "T_T", "angry": ">_<", "scared": "°□°"}

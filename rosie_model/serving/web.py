@@ -1,6 +1,6 @@
 """``rosie web``: a small web chat with Rosie on 127.0.0.1, her emotion shown with every reply.
 
-Standard library only (``http.server``): one page (``web/chat.html``) and a JSON API the page uses —
+Standard library only (``http.server``): one page (``static/chat.html``) and a JSON API the page uses —
 
 * ``POST /api/chat`` ``{"session", "message"}`` or ``{"session", "event"}``: the reply streamed as JSON
   lines, ``{"emotion"}`` first, then ``{"delta"}`` pieces, then ``{"done": true, "reply", "emotion",
@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
-from rosie_model.chat import ChatError, Rosie
+from rosie_model.serving.chat import ChatError, Rosie
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -34,7 +34,7 @@ class ChatServer(ThreadingHTTPServer):
         self.rosie, self.user_id = rosie, user_id
         self.lock = threading.Lock()
         self.sessions: dict[str, list[dict[str, Any]]] = {}
-        self.page = resources.files("rosie_model").joinpath("web/chat.html").read_bytes()
+        self.page = resources.files("rosie_model.serving").joinpath("static/chat.html").read_bytes()
 
     @property
     def url(self) -> str:

@@ -1,0 +1,238 @@
+"""``python -m rosie_model COMMAND``: the one entry point of the model package.
+
+    python -m rosie_model train --phase base --config train.json [--set key=value ...]
+    torchrun --nproc-per-node 2 -m rosie_model train ...        (DDP; FSDP2 with --set distributed=fsdp)
+    python -m rosie_model evaluate --model-dir DIR --spec spec.json --out results.json
+    python -m rosie_model register --model-dir DIR --evaluation results.json [--dataset MANIFEST ...]
+    python -m rosie_model export MODEL_DIR OUT_DIR [--weights base|personality|final]
+    python -m rosie_model bootstrap-tokenizer --pretrained SRC --rosie-tokenizer DIR --out DIR
+    python -m rosie_model chat|web [--model models:/rosie@champion] [--user U] [sampling flags]
+    python -m rosie_model memory list|forget [IDS] [--user U] [--all]
+
+The ``rosie`` command line (dagster_project) runs these as processes, and Dagster launches the first four
+through Pipes; the package itself never needs the orchestrator. Each command imports only its own room, so
+``chat`` starts without the training engine. A bad setting exits 2 with one line on stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+#: How the user called us: ``rosie`` runs these commands as ``python -m rosie_model`` with ROSIE_PROG=rosie.
+PROG = os.environ.get("ROSIE_PROG") or "python -m rosie_model"
+
+
+class UsageError(Exception):
+    """A setting or input the user can fix; printed as one line, exit status 2."""
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rosie_model.training.config import TrainConfig
+    from rosie_model.training.config import Stop
+    from rosie_model.training.trainer import train
+
+    try:
+        config = TrainConfig.from_sources(args.config, args.set, args.phase)
+    except (ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        result = train(config)
+    except Stop as interrupted:
+        return 128 + interrupted.signum
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"steps": result.steps, "final_loss": result.final_loss, "val_loss": result.val_loss,
+                          "tokens_seen": result.tokens_seen, "weights": result.weights, "run_id": result.run_id}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from rosie_model.core.checkpoint import write_text_atomic
+    from rosie_model.core.reporting import pipes_session
+    from rosie_model.evaluation.evaluate import evaluate, log_to_mlflow
+
+    with pipes_session() as pipes:
+        results = evaluate(args.model_dir, json.loads(args.spec.read_text(encoding="utf-8")), args.max_rows)
+        results["mlflow_run_id"] = log_to_mlflow(results, args.experiment)
+        write_text_atomic(args.out, json.dumps(results, indent=2))
+        summary = {k: v for k, v in results.items() if k != "samples"}
+        print(json.dumps(summary))
+        if pipes is not None:
+            pipes.log.info(f"evaluation: {json.dumps(summary)}")
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    from rosie_model.core.checkpoint import write_text_atomic
+    from rosie_model.core.reporting import pipes_session
+    from rosie_model.evaluation.registry import register
+
+    with pipes_session() as pipes:
+        result = register(args.model_dir, json.loads(args.evaluation.read_text(encoding="utf-8")), args.dataset,
+                          dict(t.split("=", 1) for t in args.tag))
+        if args.out:
+            write_text_atomic(args.out, json.dumps(result, indent=2))
+        print(json.dumps(result))
+        if pipes is not None:
+            pipes.log.info(f"registered {result['model_uri']}: champion={result['champion']} ({result['reason']})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rosie_model.core.export import export_hf
+
+    print(export_hf(args.model_dir, args.out_dir, args.weights))
+    return 0
+
+
+def _bootstrap_tokenizer(args: argparse.Namespace) -> int:
+    from rosie_model.core.bootstrap import BootstrapSettings, prepare_tokenizer, resolve_pretrained
+
+    try:
+        pretrained = resolve_pretrained(args.pretrained)
+        out = prepare_tokenizer(BootstrapSettings(pretrained), args.rosie_tokenizer, args.out)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(str(exc)) from exc
+    print(json.dumps({"tokenizer": str(out), "pretrained": pretrained}))
+    return 0
+
+
+def _load_chat(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The chat model named on the command line (the home's champion by default)."""
+    from rosie_model.serving.chat import Rosie
+    from rosie_model.serving.generate import SamplingOptions
+
+    try:
+        options = SamplingOptions(max_new_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
+                                  top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(f"rosie: loading {args.model}{' (int8)' if args.int8 else ''}…", flush=True)
+    return Rosie.load(args.model, int8=args.int8, options=options)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from rosie_model.serving import terminal
+
+    return terminal.run(_load_chat(args), args.user)
+
+
+def _web(args: argparse.Namespace) -> int:
+    from rosie_model.serving import web
+
+    rosie = _load_chat(args)
+    try:
+        return web.run(rosie, args.user, args.host, args.port)
+    except OSError as exc:  # the port is taken, the host is not this machine's
+        raise UsageError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
+
+
+def _memory(args: argparse.Namespace) -> int:
+    from rosie_model.core.layout import memory_db
+    from rosie_model.serving.memory_store import MemoryStore
+
+    path = memory_db()
+    store = MemoryStore(path)
+    if args.action == "list":
+        entries = store.list(args.user)
+        for entry in entries:
+            print(f"[{entry.id}] {entry.user_id}  {entry.kind:4}  {entry.text}")
+        print(f"rosie: {len(entries)} memories{f' of {args.user}' if args.user else ''} in {path}")
+        return 0
+    if not args.all and not args.ids:
+        raise UsageError("say which memories to forget (ids from `rosie memory list`) or --all")
+    if args.all:
+        count = store.forget(args.user) if args.user else sum(store.forget(u) for u in store.users())
+    else:
+        count = store.forget(args.user, args.ids)
+    print(f"rosie: forgot {count} memories")
+    return 0
+
+
+def _chat_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--model", default="models:/rosie@champion",
+                         help="a model folder or registry URI (default: models:/rosie@champion of this home)")
+    command.add_argument("--user", default="local", help="whose long-term memory to use (default: local)")
+    command.add_argument("--int8", action="store_true", help="dynamic int8 quantization for faster CPU replies")
+    command.add_argument("--max-tokens", type=int, default=64)
+    command.add_argument("--temperature", type=float, default=0.7)
+    command.add_argument("--top-k", type=int, default=40)
+    command.add_argument("--top-p", type=float, default=0.9)
+    command.add_argument("--repetition-penalty", type=float, default=1.15)
+    command.add_argument("--seed", type=int, default=None)
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Rosie's model package: train, evaluate, register, "
+                                     "export and talk to a model.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add: Callable[..., argparse.ArgumentParser] = commands.add_parser
+
+    train = add("train", help="one training phase (the engine behind base_model, personality_model, rosie_model)")
+    train.add_argument("--phase", choices=("base", "personality", "emotion_memory"))
+    train.add_argument("--config", help="JSON file with TrainConfig fields")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    train.set_defaults(func=_train)
+
+    evaluate = add("evaluate", help="evaluate a model folder on held-out sets written by the pipeline")
+    evaluate.add_argument("--model-dir", type=Path, required=True)
+    evaluate.add_argument("--spec", type=Path, required=True)
+    evaluate.add_argument("--out", type=Path, required=True)
+    evaluate.add_argument("--max-rows", type=int, default=512)
+    evaluate.add_argument("--experiment", default="rosie-evaluation")
+    evaluate.set_defaults(func=_evaluate)
+
+    register = add("register", help="register a model folder in MLflow and apply the champion rule")
+    register.add_argument("--model-dir", type=Path, required=True)
+    register.add_argument("--evaluation", type=Path, required=True)
+    register.add_argument("--dataset", type=Path, action="append", default=[], help="a shard split's manifest.json")
+    register.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    register.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    register.set_defaults(func=_register)
+
+    export = add("export", help="write a model folder's language model in the Hugging Face Llama format")
+    export.add_argument("model_dir", type=Path)
+    export.add_argument("out_dir", type=Path)
+    export.add_argument("--weights", choices=["base", "personality", "final"], default="base")
+    export.set_defaults(func=_export)
+
+    tokenizer = add("bootstrap-tokenizer", help="the pretrained tokenizer with Rosie's tokens and chat settings")
+    tokenizer.add_argument("--pretrained", required=True, help="a Hugging Face folder, a .gguf file or 'smollm2'")
+    tokenizer.add_argument("--rosie-tokenizer", type=Path, required=True, help="Rosie's tokenizer folder")
+    tokenizer.add_argument("--out", type=Path, required=True)
+    tokenizer.set_defaults(func=_bootstrap_tokenizer)
+
+    chat = add("chat", help="talk to Rosie in the terminal")
+    _chat_arguments(chat)
+    chat.set_defaults(func=_chat)
+
+    web = add("web", help="a web chat with Rosie on 127.0.0.1")
+    _chat_arguments(web)
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=7860)
+    web.set_defaults(func=_web)
+
+    memory = add("memory", help="list or forget what Rosie remembers")
+    memory.add_argument("action", choices=["list", "forget"])
+    memory.add_argument("ids", nargs="*", type=int, help="memory ids to forget (see `rosie memory list`)")
+    memory.add_argument("--user", default=None, help="only this user's memories")
+    memory.add_argument("--all", action="store_true", help="forget all (of --user, or of everyone)")
+    memory.set_defaults(func=_memory)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # keeps alembic/sqlite chatter out
+    from rosie_model.core.errors import RosieError
+
+    try:
+        return int(args.func(args))
+    except (UsageError, RosieError) as exc:
+        print(f"{prog.split()[-1]}: {exc}", file=sys.stderr)
+        return 2

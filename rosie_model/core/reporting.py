@@ -1,0 +1,41 @@
+"""Where a model-package process reports besides its console: an MLflow experiment and, when Dagster
+launched it, the Dagster Pipes session (log lines, the materialization)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rosie_model.core.layout import tracking_uri
+
+
+def ensure_experiment(name: str) -> str:
+    """The experiment's id, creating it with its artifacts under ``$ROSIE_HOME/mlflow/artifacts``."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    artifacts = None
+    uri = tracking_uri()
+    if uri.startswith("sqlite:"):  # a local store: artifacts beside it, never MLflow's default ./mlruns
+        root = Path(uri.removeprefix("sqlite:///")).parent
+        (root / "artifacts").mkdir(parents=True, exist_ok=True)
+        artifacts = (root / "artifacts" / name).as_uri()
+    return mlflow.create_experiment(name, artifact_location=artifacts)
+
+
+@contextmanager
+def pipes_session() -> Iterator[Any]:
+    """The Dagster Pipes context when launched by Dagster (for log lines), else None."""
+    if "DAGSTER_PIPES_CONTEXT" not in os.environ:
+        yield None
+        return
+    from dagster_pipes import open_dagster_pipes
+
+    with open_dagster_pipes() as pipes:
+        yield pipes

@@ -1,0 +1,108 @@
+"""Devices, precision and torch.distributed for the trainer: one process, DDP or FSDP2 under torchrun."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_device(name: str, local_rank: int) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(name: str, device: torch.device) -> tuple[torch.dtype, bool]:
+    """(autocast dtype, whether a GradScaler is needed). CPU trains in float32."""
+    if name == "float32" or (name == "auto" and device.type == "cpu"):
+        return torch.float32, False
+    if name in ("bfloat16", "auto") and (device.type != "cuda" or torch.cuda.is_bf16_supported()):
+        return torch.bfloat16, False
+    return torch.float16, True
+
+
+def setup_distributed(device_name: str) -> tuple[Dist, torch.device]:
+    """The process group under torchrun (nccl on CUDA, else gloo) and this rank's device."""
+    probe = pick_device(device_name, int(os.environ.get("LOCAL_RANK", "0")))
+    world = Dist()
+    if "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if probe.type == "cuda" else "gloo")
+        world = Dist(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size())
+    device = pick_device(device_name, world.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return world, device
+
+
+def wrap(model: torch.nn.Module, strategy: str, world: Dist, device: torch.device) -> torch.nn.Module:
+    """DDP, or FSDP2 (``strategy`` "fsdp": each block sharded, then the whole), or the model itself alone."""
+    if world.world_size == 1:
+        return model
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for block in getattr(model, "blocks", []):
+            fully_shard(block)
+        return fully_shard(model)
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=True)
+
+
+def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+               keep: set[str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Full (unsharded, CPU) model and optimizer state dicts, keyed by parameter name, on every rank;
+    only the ``keep`` tensors (the bootstrap path never re-saves its pretrained weights)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = {k: v for k, v in get_model_state_dict(model, options=options).items() if k in keep}
+    optim = get_optimizer_state_dict(model, optimizer, options=options) if optimizer is not None else None
+    return weights, optim
+
+
+def restore_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, weights: dict[str, Any],
+                  optim: dict[str, Any]) -> None:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, strict=False)
+    set_model_state_dict(model, weights, options=options)
+    set_optimizer_state_dict(model, optimizer, optim, options=options)
+
+
+def mean_across(value: float, world: Dist) -> float:
+    if world.world_size == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return float(tensor.item()) / world.world_size
+
+
+def barrier(world: Dist) -> None:
+    if world.world_size > 1:
+        dist.barrier()
+
+
+def teardown(world: Dist) -> None:
+    if world.world_size > 1 and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,381 @@
+"""The training engine: one code path for Rosie's three phases and both approaches.
+
+    python -m rosie_model train --phase base|personality|emotion_memory --config train.json [--set key=value ...]
+    torchrun --nproc-per-node 2 -m rosie_model train ...            (DDP; FSDP2 with "distributed": "fsdp")
+
+Each phase starts from the weights its model says (:meth:`RosieCore.starting_weights`: the previous phase's,
+or the pretrained model for the bootstrap approach's first phase) and trains the groups the model names for
+it (:meth:`RosieCore.phase_trains`). Phase 3 replays a share of phase 2's dialogues in every batch
+(``replay_data``, ``replay_share``) so her style is kept. Weights land in the model folder's ``weights/`` as
+the phases finish (:mod:`rosie_model.core.layout`).
+
+The trainer owns resume: checkpoints hold everything needed for an exact resume (weights, optimizer, step,
+data positions, RNG) and the digest of the run's inputs (settings, data, tokenizer, starting weights). A
+re-run picks up the latest checkpoint when the digest is unchanged and starts the phase afresh when it
+changed (or with ``fresh``). SIGTERM/SIGINT save a checkpoint, mark the MLflow run KILLED and exit
+non-zero. Launched by Dagster Pipes it reports logs and the materialization; alone it runs the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from rosie_model.core.checkpoint import list_checkpoints, load_checkpoint, load_weights, save_checkpoint, save_weights
+from rosie_model.core.config import ModelConfig, preset
+from rosie_model.core.layout import ModelFolder
+from rosie_model.core.protocol import RosieCore
+from rosie_model.training.config import Stop, TrainConfig, TrainResult
+from rosie_model.training.data import Position, ShardDataset, mixed_batches, sha256_file
+from rosie_model.training.distributed import (barrier, full_state, mean_across, pick_dtype, restore_state,
+                                              setup_distributed, teardown, wrap)
+from rosie_model.training.tracking import Tracker
+
+#: Dense bf16 peak FLOP/s by GPU name, for MFU.
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "L40": 181e12, "4090": 165e12}
+
+
+# -- the model ----------------------------------------------------------------------------------------
+def model_config_for(config: TrainConfig, tokenizer_dir: Path) -> ModelConfig:
+    """The preset, sized to the tokenizer, with its emotion list and special ids."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    settings = json.loads((tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    overrides = {
+        "vocab_size": tokenizer.get_vocab_size(),
+        "eos_id": tokenizer.token_to_id(settings["eos_token"]),
+        "pad_id": tokenizer.token_to_id(settings["pad_token"]),
+        "emotions": tuple(settings.get("rosie_emotions") or ModelConfig().emotions),
+        **config.model_overrides,
+    }
+    return preset(config.preset, **overrides)
+
+
+def build_core(config: TrainConfig, folder: ModelFolder, tokenizer_dir: Path) -> tuple[RosieCore, Path | None]:
+    """The model to train, initialised as its phase says, and the weights file it started from."""
+    core: RosieCore
+    if config.approach == "bootstrap":
+        from rosie_model.core.bootstrap import BootstrapRosie, BootstrapSettings, resolve_pretrained
+
+        settings = BootstrapSettings(pretrained=resolve_pretrained(str(config.pretrained)), lora_r=config.lora_r,
+                                     lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                                     target_modules=list(config.lora_target_modules))
+        core = BootstrapRosie(settings, tokenizer_dir, config.model_overrides.get("max_seq_len"))
+    else:
+        from rosie_model.core.model import RosieTransformer
+
+        core = RosieTransformer(model_config_for(config, tokenizer_dir))
+    start = Path(config.init_from) if config.init_from else core.starting_weights(folder, config.phase)
+    if start is not None:
+        core.load_trained_state(load_weights(start))
+    return core, start
+
+
+def group_of(name: str) -> str:
+    """The training group of a parameter: trunk, memory, persona, emotion_head (or pretrained: never trains)."""
+    if "lora_" in name or "trainable_tokens" in name:
+        return "trunk"  # on the bootstrap path the adapters are what trains of the trunk
+    if name.startswith("lm."):
+        return "pretrained"  # the bootstrap path's pretrained weights: frozen in every phase
+    if name.startswith("persona"):
+        return "persona"
+    if name.startswith("emotion_head"):
+        return "emotion_head"
+    if ".memory." in name or name.startswith("memory_proj"):
+        return "memory"
+    return "trunk"
+
+
+def select_trainable(model: torch.nn.Module, groups: list[str] | tuple[str, ...]) -> list[str]:
+    """Freeze everything outside ``groups``; returns the names that train."""
+    names = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(group_of(name) in groups)
+        if param.requires_grad:
+            names.append(name)
+    return names
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` of the peak."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW; matrices decay, vectors do not, and the memory gates (one number each, starting at zero)
+    learn ``gate_lr_scale`` times faster so memory attention can open within a short phase."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    gates = [p for n, p in named if n.endswith("memory.gate")]
+    decay = [p for n, p in named if p.dim() >= 2]
+    no_decay = [p for n, p in named if p.dim() < 2 and not n.endswith("memory.gate")]
+    groups = [{"params": decay, "weight_decay": config.weight_decay, "lr_scale": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
+              {"params": gates, "weight_decay": 0.0, "lr_scale": config.gate_lr_scale}]
+    groups = [g for g in groups if g["params"]]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), fused=device.type == "cuda")
+
+
+# -- the loss -----------------------------------------------------------------------------------------
+def compute_loss(model: torch.nn.Module, core: RosieCore, batch: dict[str, torch.Tensor], config: TrainConfig,
+                 device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    tokens = batch["tokens"].to(device)                        # (B, T+1)
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]            # (B, T) each
+    mask = batch["loss_mask"].to(device)[:, 1:] if "loss_mask" in batch else torch.ones_like(targets, dtype=torch.bool)
+    mask = mask & (targets != core.config.pad_id)
+    persona = batch["persona"].to(device) if "persona" in batch else None
+    memory = memory_mask = None
+    if "memory" in batch and core.config.memory_layers:
+        fact_ids = batch["memory"].to(device)                  # (B, facts, tokens), -1 = padding
+        fact_ids = torch.where(fact_ids < 0, torch.full_like(fact_ids, core.config.pad_id), fact_ids)
+        memory, memory_mask = core.encode_memory(fact_ids)
+    hidden = model(inputs, persona=persona, memory=memory, memory_mask=memory_mask)   # (B, T, D)
+    logits = core.lm_logits(hidden).float()                    # (B, T, V)
+    per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+    lm_loss = (per_token * mask.reshape(-1)).sum() / mask.sum().clamp(min=1)
+    loss, parts = lm_loss, {"lm_loss": float(lm_loss.detach())}
+    labels = batch.get("emotion")
+    if labels is not None and config.phase != "base" and bool((labels >= 0).any()):
+        labels = labels.to(device)
+        emotion_logits = core.emotion_logits(hidden, mask).float()   # (B, emotions)
+        emotion_loss = F.cross_entropy(emotion_logits[labels >= 0], labels[labels >= 0])
+        loss = loss + config.emotion_loss_weight * emotion_loss
+        parts["emotion_loss"] = float(emotion_loss.detach())
+    return loss, parts
+
+
+# -- one run --------------------------------------------------------------------------------------------
+class Trainer:
+    """One phase's run: the model, optimizer, data and position. ``state_dict`` / ``load_state_dict`` are
+    exactly what a checkpoint holds, so a resumed run continues bit for bit where the saved one stopped."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.world, self.device = setup_distributed(config.device)
+        self.autocast_dtype, needs_scaler = pick_dtype(config.dtype, self.device)
+        torch.manual_seed(config.seed)
+        self.folder, tokenizer_dir = ModelFolder(Path(config.out_dir)), Path(config.tokenizer)
+        self.core, start = build_core(config, self.folder, tokenizer_dir)
+        self.keep = set(self.core.trained_state())
+        self.trainable = select_trainable(self.core, config.trainable or self.core.phase_trains(config.phase))
+        self.core.gradient_checkpointing = config.gradient_checkpointing
+        self.core.to(self.device)
+        self.model = wrap(self.core, config.distributed, self.world, self.device)
+        if config.compile:
+            self.model = torch.compile(self.model)
+        self.optimizer = build_optimizer(self.model, config, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_scaler)
+        self.tokenizer_hash = sha256_file(tokenizer_dir / "tokenizer.json")
+        self.train_set, self.val_set, self.replay_set, self.replay_rows = self._open_data()
+        self.tokens_per_step = (config.batch_size * config.grad_accum * self.world.world_size
+                                * (self.train_set.row_length - 1))
+        self.step, self.positions, self.run_id, self.curve = 0, [Position(), Position()], None, []
+        self.checkpoints = self.folder.checkpoints(config.phase)
+        self.digest = config.inputs_digest(self.tokenizer_hash, start)
+        self.resume()
+
+    def _open_data(self) -> tuple[ShardDataset, ShardDataset | None, ShardDataset | None, int]:
+        config = self.config
+        open_split = lambda path: ShardDataset(Path(path), self.tokenizer_hash) if path else None  # noqa: E731
+        train_set, val_set, replay_set = open_split(config.train_data), open_split(config.val_data), open_split(config.replay_data)
+        replay_rows = round(config.batch_size * config.replay_share) if replay_set is not None else 0
+        if train_set.row_length - 1 > self.core.config.max_seq_len:
+            raise ValueError(f"shards hold {train_set.row_length - 1}-token rows; the model's max_seq_len is "
+                             f"{self.core.config.max_seq_len}")
+        if replay_set is not None and replay_set.row_length != train_set.row_length:
+            raise ValueError(f"replay rows hold {replay_set.row_length} tokens, training rows {train_set.row_length}")
+        if not 0 <= replay_rows < config.batch_size:
+            raise ValueError(f"replay_share {config.replay_share} must leave rows of the phase's own data in a batch")
+        return train_set, val_set, replay_set, replay_rows
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """(weights that train, everything else a resume needs)."""
+        weights, optim = full_state(self.model, self.optimizer, self.keep)
+        state = {"step": self.step, "position": self.positions[0].to_dict(),
+                 "replay_position": self.positions[1].to_dict(), "optimizer": optim, "run_id": self.run_id or "",
+                 "loss_curve": [list(p) for p in self.curve], "rng_cpu": torch.get_rng_state(),
+                 "inputs_digest": self.digest}
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return weights, state
+
+    def load_state_dict(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        restore_state(self.model, self.optimizer, weights, state["optimizer"])
+        self.step, self.run_id = state["step"], state.get("run_id") or None
+        self.positions = [Position(**state["position"]), Position(**state.get("replay_position", {}))]
+        self.curve = [tuple(p) for p in state.get("loss_curve", [])]
+        torch.set_rng_state(state["rng_cpu"])
+        if self.device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"])
+
+    def resume(self) -> None:
+        """Continue from the latest checkpoint made with the same inputs; otherwise start the phase afresh."""
+        latest = list_checkpoints(self.checkpoints)
+        saved = load_checkpoint(latest[-1]) if latest else None
+        if saved is not None and (self.config.fresh or saved[1].get("inputs_digest") != self.digest):
+            self.reason = "starting afresh: " + ("fresh: true" if self.config.fresh else "inputs changed since the last run")
+            barrier(self.world)  # every rank has read the checkpoint before rank 0 removes it
+            if self.world.main:
+                shutil.rmtree(self.checkpoints, ignore_errors=True)
+            barrier(self.world)
+        elif saved is not None:
+            self.load_state_dict(*saved)
+            self.reason = f"resuming at step {self.step}"
+        else:
+            self.reason = "from step 0"
+
+    def save_checkpoint(self) -> None:
+        weights, state = self.state_dict()
+        if self.world.main:
+            save_checkpoint(self.checkpoints, self.step, weights, state, self.config.keep_checkpoints)
+
+    # -- steps ------------------------------------------------------------------------------------------
+    def batches(self) -> Iterator[tuple[dict[str, torch.Tensor], list[Position]]]:
+        sources = [(self.train_set, self.config.batch_size - self.replay_rows, self.positions[0])]
+        if self.replay_rows:
+            sources.append((self.replay_set, self.replay_rows, self.positions[1]))
+        return mixed_batches(sources, self.world.rank, self.world.world_size, self.config.seed)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype != torch.float32)
+
+    def train_step(self, batches: Iterator[tuple[dict[str, torch.Tensor], list[Position]]]) -> tuple[dict[str, float], float]:
+        """One optimizer step over ``grad_accum`` micro-batches: (loss parts of the last, gradient norm)."""
+        config, model = self.config, self.model
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(config, self.step) * group.get("lr_scale", 1.0)
+        parts: dict[str, float] = {}
+        for micro in range(config.grad_accum):
+            batch, positions = next(batches)
+            self.positions = [positions[0], positions[-1] if self.replay_rows else self.positions[1]]
+            last = micro == config.grad_accum - 1
+            no_sync = model.no_sync() if hasattr(model, "no_sync") and not last else contextlib.nullcontext()
+            with no_sync, self.autocast():
+                loss, parts = compute_loss(model, self.core, batch, config, self.device)
+            self.scaler.scale(loss / config.grad_accum).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return parts, float(grad_norm)
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean LM loss over the first ``eval_batches`` batches of the validation split (same every time)."""
+        assert self.val_set is not None
+        self.model.eval()
+        losses = []
+        batches = self.val_set.batches(self.config.batch_size, self.world.rank, self.world.world_size, seed=0)
+        for _, (batch, _) in zip(range(self.config.eval_batches), batches):
+            with self.autocast():
+                losses.append(compute_loss(self.model, self.core, batch, self.config, self.device)[1]["lm_loss"])
+        self.model.train()
+        return mean_across(sum(losses) / max(1, len(losses)), self.world)
+
+    def save_model(self) -> Path:
+        """The phase's weights, config, tokenizer and whatever else the model kind needs, into the folder."""
+        path = self.folder.weights(self.config.phase)
+        weights, _ = full_state(self.model, None, self.keep)
+        if self.world.main:
+            save_weights(weights, path, metadata={"phase": self.config.phase, "preset": self.core.config.preset})
+            self.core.config.save(self.folder.config)
+            self.core.save_extras(self.folder)
+            if Path(self.config.tokenizer).resolve() != self.folder.tokenizer.resolve():
+                shutil.copytree(self.config.tokenizer, self.folder.tokenizer, dirs_exist_ok=True)
+        return path
+
+    def describe(self) -> str:
+        replay = (f"; {self.replay_rows} of {self.config.batch_size} rows a batch replayed from "
+                  f"{self.replay_set.folder}" if self.replay_rows and self.replay_set else "")
+        return (f"phase {self.config.phase}: {self.core.num_parameters() / 1e6:.1f}M parameters ({len(self.trainable)} "
+                f"tensors train), {self.train_set.rows:,} rows, {self.tokens_per_step:,} tokens/step, device "
+                f"{self.device}, world {self.world.world_size}, {self.reason}{replay}")
+
+    def mfu(self, tokens_per_second: float) -> float | None:
+        """Model FLOPs utilisation against the GPU's dense bf16 peak (None off CUDA or on an unknown GPU)."""
+        if self.device.type != "cuda":
+            return None
+        peak = next((v for k, v in PEAK_FLOPS.items() if k in torch.cuda.get_device_name(self.device)), None)
+        config, length = self.core.config, self.train_set.row_length - 1
+        flops_per_token = 6 * self.core.num_parameters() + 12 * config.n_layers * config.d_model * length
+        return flops_per_token * tokens_per_second / (peak * self.world.world_size) if peak else None
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """SIGTERM / SIGINT noted (not raised) while training, so the loop can checkpoint before it stops."""
+    stop: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: stop.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# -- the loop -------------------------------------------------------------------------------------------
+def train(config: TrainConfig) -> TrainResult:
+    trainer = Trainer(config)
+    tracker = Tracker.start(config, trainer.core.config, trainer.world.main, trainer.run_id,
+                            [trainer.train_set, trainer.val_set, trainer.replay_set], trainer.tokenizer_hash)
+    trainer.run_id = tracker.run_id
+    tracker.log(trainer.describe())
+    # under Dagster Pipes each redraw of a bar would become a log event; the step lines suffice there
+    show_bar = trainer.world.main and "DAGSTER_PIPES_CONTEXT" not in os.environ
+    bar = tqdm(total=config.steps, initial=trainer.step, disable=not show_bar, desc=config.phase, unit="step")
+    # a run resumed at its last step trains no more: its final loss is the one it had reached
+    loss, val_loss = trainer.curve[-1][1] if trainer.curve else float("nan"), None
+    started, start_step, batches = time.perf_counter(), trainer.step, trainer.batches()
+    with stop_requests() as stop, tracker.finishing(bar, trainer.world):
+        trainer.model.train()
+        while trainer.step < config.steps:
+            parts, grad_norm = trainer.train_step(batches)
+            step = trainer.step
+            loss = mean_across(parts["lm_loss"], trainer.world)
+            trainer.curve.append((step, loss))
+            bar.update(1)
+            if step % config.log_every == 0 or step == config.steps:
+                tps = trainer.tokens_per_step * (step - start_step) / (time.perf_counter() - started)
+                metrics = {"loss": loss, "lr": learning_rate(config, step - 1), "grad_norm": grad_norm,
+                           "tokens_per_second": tps, **{k: v for k, v in parts.items() if k != "lm_loss"}}
+                if (mfu := trainer.mfu(tps)) is not None:
+                    metrics["mfu"] = mfu
+                tracker.metrics(metrics, step)
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
+                tracker.log(f"step {step}/{config.steps} loss {loss:.4f} tokens/s {tps:,.0f}"
+                            + (f" mfu {mfu:.1%}" if mfu is not None else ""))
+            if trainer.val_set is not None and (step % config.eval_every == 0 or step == config.steps):
+                val_loss = trainer.evaluate()
+                tracker.metrics({"val_loss": val_loss}, step)
+            if step % config.checkpoint_every == 0 or step == config.steps or stop:
+                trainer.save_checkpoint()
+            if stop:
+                raise Stop(stop[0])
+    elapsed, step = time.perf_counter() - started, trainer.step
+    weights = trainer.save_model()
+    result = TrainResult(step, step * trainer.tokens_per_step, loss, val_loss,
+                         trainer.tokens_per_step * (step - start_step) / elapsed if step > start_step else 0.0,
+                         str(weights), tracker.run_id, trainer.curve)
+    if trainer.world.main:
+        tracker.finish_success(result, trainer.folder, weights)
+    teardown(trainer.world)
+    return result
