@@ -8,12 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rosie_pipeline.paths import RosieHome
-
-if TYPE_CHECKING:
-    from rosie_model.chat import Rosie
 
 
 #: Sizes that suit the demo's small sample on a 2-core CPU: a small vocabulary, short rows, a larger
@@ -136,77 +132,26 @@ def _ui(args: argparse.Namespace) -> int:
     return 0 if all(p.returncode in (0, -signal.SIGTERM) for p in processes) else 1
 
 
-def _load_chat(args: argparse.Namespace) -> Rosie:
-    """The chat model named on the command line (the home's champion by default)."""
-    from rosie_model.chat import Rosie
-    from rosie_model.generate import SamplingOptions
+#: Commands that belong to the model package: run as ``python -m rosie_model COMMAND ...`` processes, so the
+#: orchestration side never imports it (and a chat starts without Dagster).
+MODEL_COMMANDS = {
+    "train": "run one training phase (python -m rosie_model train --help)",
+    "chat": "talk to Rosie in the terminal",
+    "web": "a web chat with Rosie on 127.0.0.1",
+    "memory": "list or forget what Rosie remembers",
+    "export": "write a model folder in the Hugging Face Llama format",
+}
 
-    os.environ["ROSIE_HOME"] = str(RosieHome.from_env(args.home).root)
-    options = SamplingOptions(max_new_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
-                              top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed)
-    print(f"rosie: loading {args.model}{' (int8)' if args.int8 else ''}…", flush=True)
-    return Rosie.load(args.model, int8=args.int8, options=options)
 
+def run_model_command(command: str, rest: Sequence[str], home: str | None) -> int:
+    """``python -m rosie_model COMMAND REST...`` on this home, in the foreground; its exit status."""
+    import subprocess
 
-def _chat(args: argparse.Namespace) -> int:
-    from rosie_model import chat_terminal
-    from rosie_model.chat import ChatError
-
+    env = {**os.environ, "ROSIE_HOME": str(RosieHome.from_env(home).root), "ROSIE_PROG": "rosie"}
     try:
-        return chat_terminal.run(_load_chat(args), args.user)
-    except (ChatError, ValueError) as exc:
-        print(f"rosie: {exc}", file=sys.stderr)
-        return 2
-
-
-def _web(args: argparse.Namespace) -> int:
-    from rosie_model import chat_web
-    from rosie_model.chat import ChatError
-
-    try:
-        return chat_web.run(_load_chat(args), args.user, args.host, args.port)
-    except (ChatError, ValueError, OSError) as exc:
-        print(f"rosie: {exc}", file=sys.stderr)
-        return 2
-
-
-def _memory(args: argparse.Namespace) -> int:
-    from rosie_model.memory_store import MemoryStore, MemoryStoreError
-
-    path = RosieHome.from_env(args.home).root / "memory" / "memory.db"
-    try:
-        store = MemoryStore(path)
-        if args.action == "list":
-            entries = store.list(args.user)
-            for entry in entries:
-                print(f"[{entry.id}] {entry.user_id}  {entry.kind:4}  {entry.text}")
-            print(f"rosie: {len(entries)} memories{f' of {args.user}' if args.user else ''} in {path}")
-            return 0
-        if not args.all and not args.ids:
-            print("rosie: say which memories to forget (ids from `rosie memory list`) or --all", file=sys.stderr)
-            return 2
-        if args.all:
-            count = store.forget(args.user) if args.user else sum(store.forget(u) for u in store.users())
-        else:
-            count = store.forget(args.user, args.ids)
-        print(f"rosie: forgot {count} memories")
-        return 0
-    except MemoryStoreError as exc:
-        print(f"rosie: {exc}", file=sys.stderr)
-        return 2
-
-
-def _chat_arguments(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--model", default="models:/rosie@champion",
-                         help="a model folder or registry URI (default: models:/rosie@champion of this home)")
-    command.add_argument("--user", default="local", help="whose long-term memory to use (default: local)")
-    command.add_argument("--int8", action="store_true", help="dynamic int8 quantization for faster CPU replies")
-    command.add_argument("--max-tokens", type=int, default=64)
-    command.add_argument("--temperature", type=float, default=0.7)
-    command.add_argument("--top-k", type=int, default=40)
-    command.add_argument("--top-p", type=float, default=0.9)
-    command.add_argument("--repetition-penalty", type=float, default=1.15)
-    command.add_argument("--seed", type=int, default=None)
+        return subprocess.call([sys.executable, "-m", "rosie_model", command, *rest], env=env)
+    except KeyboardInterrupt:  # the child got the same Ctrl-C and says goodbye itself
+        return 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,32 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="land a small real sample and run the whole graph on it")
     demo.set_defaults(func=_demo)
 
-    train = commands.add_parser("train", help="run rosie_model's trainer (same flags as python -m rosie_model.train)",
-                                add_help=False)
-    train.set_defaults(func=None)
-
     ui = commands.add_parser("ui", help="start the Dagster web UI on this Rosie home")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--mlflow-port", type=int, default=5000)
     ui.set_defaults(func=_ui)
 
-    chat = commands.add_parser("chat", help="talk to Rosie in the terminal")
-    _chat_arguments(chat)
-    chat.set_defaults(func=_chat)
-
-    web = commands.add_parser("web", help="a web chat with Rosie on 127.0.0.1")
-    _chat_arguments(web)
-    web.add_argument("--host", default="127.0.0.1")
-    web.add_argument("--port", type=int, default=7860)
-    web.set_defaults(func=_web)
-
-    memory = commands.add_parser("memory", help="list or forget what Rosie remembers")
-    memory.add_argument("action", choices=["list", "forget"])
-    memory.add_argument("ids", nargs="*", type=int, help="memory ids to forget (see `rosie memory list`)")
-    memory.add_argument("--user", default=None, help="only this user's memories")
-    memory.add_argument("--all", action="store_true", help="forget all (of --user, or of everyone)")
-    memory.set_defaults(func=_memory)
+    for name, text in MODEL_COMMANDS.items():  # their flags belong to rosie_model: passed through as they are
+        commands.add_parser(name, help=text, add_help=False).set_defaults(func=None)
 
     download = commands.add_parser("download-cc", help="download Common Crawl WARC/WET files into landing/")
     download.add_argument("--crawl", required=True, help="crawl id, e.g. CC-MAIN-2024-10")
@@ -264,12 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # keeps alembic/sqlite chatter out
     args, rest = build_parser().parse_known_args(argv)
-    if args.command == "train":  # everything after `train` belongs to the trainer
-        from rosie_model.train import main as train_main
-
-        if args.home:
-            os.environ["ROSIE_HOME"] = str(RosieHome.from_env(args.home).root)
-        return train_main(rest)
+    if args.command in MODEL_COMMANDS:  # everything after the command belongs to rosie_model
+        return run_model_command(args.command, rest, args.home)
     if rest:
         build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
     return int(args.func(args))

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from dagster_project.lake import Lake
 from rosie_pipeline.paths import RosieHome
 
 
@@ -14,3 +15,7 @@ class RosieHomeResource(dg.ConfigurableResource):
     @property
     def home(self) -> RosieHome:
         return RosieHome.from_env(self.path or None)
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.home)

@@ -7,6 +7,8 @@ up anything the sensor missed while it was off.
 
 import dagster as dg
 
+from dagster_project.lake import Lake
+
 from dagster_project.jobs import INGEST_JOBS
 from dagster_project.partitions import INGEST_PARTITIONS, register_landed_partitions
 from dagster_project.resources import RosieHomeResource
@@ -28,7 +30,7 @@ def _refresh_schedule(source: str) -> dg.ScheduleDefinition:
     def refresh(context: dg.ScheduleEvaluationContext, rosie: RosieHomeResource) -> list[dg.RunRequest]:
         home = rosie.home
         inputs = register_landed_partitions(context.instance, home)[source]
-        stale = [i for i in inputs if not is_current(home.asset_dir(asset_name) / i.folder_name, i.paths)]
+        stale = [i for i in inputs if not is_current(Lake(home)[asset_name] / i.folder_name, i.paths)]
         context.log.info(f"{len(stale)} of {len(inputs)} landed {source} inputs to (re)ingest")
         return [dg.RunRequest(partition_key=i.key) for i in stale]
 

@@ -20,8 +20,6 @@ from rosie_pipeline.atomic import atomic_path, write_json_atomic
 from rosie_pipeline.chat_format import as_messages
 from rosie_pipeline.dialogue.schema import turns_of
 from rosie_pipeline.parquet import iter_rows
-from rosie_pipeline.paths import RosieHome
-from rosie_pipeline.tokenize.build import deduplicated_files
 from rosie_pipeline.tokenize.shards import split_of
 
 
@@ -30,9 +28,9 @@ def _write_lines(path: Path, items: list[dict[str, Any]]) -> None:
         tmp.write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items), encoding="utf-8")
 
 
-def held_out_texts(home: RosieHome, val_permille: int, per_source: int) -> list[dict[str, str]]:
+def held_out_texts(documents: list[Path], val_permille: int, per_source: int) -> list[dict[str, str]]:
     chosen: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for path in deduplicated_files(home):
+    for path in documents:
         for row in iter_rows(path, columns=["id", "source", "text"]):
             if split_of(row["id"], val_permille) == "val" and len(chosen[row["source"]]) < per_source:
                 chosen[row["source"]].append({"source": row["source"], "text": row["text"]})
@@ -59,18 +57,17 @@ def memory_choices(rows: list[dict[str, Any]], choices: int, seed: int = 0) -> l
     return items
 
 
-def build_eval_sets(home: RosieHome, out_dir: Path, val_permille: int, per_source: int = 50,
-                    memory_items: int = 200, choices: int = 4,
-                    shard_folders: dict[str, Path] | None = None) -> dict[str, dict[str, Any]]:
+def build_eval_sets(documents: list[Path], memory_path: Path, shard_folders: dict[str, Path], out_dir: Path,
+                    val_permille: int, per_source: int = 50, memory_items: int = 200,
+                    choices: int = 4) -> dict[str, dict[str, Any]]:
     """Write the evaluation files under ``out_dir`` and one spec per approach (``spec-<approach>.json``).
 
-    Every approach is measured on the same held-out documents, memory items and dialogues; only the
-    dialogue shards differ, each tokenized for its model (``shard_folders``: approach -> dialogue shard
-    folder, Rosie's own ``lake/dialogue_shards`` for ``scratch`` by default). Returns the specs by approach.
+    Every approach is measured on the same held-out documents (of ``documents``), memory items (the val split
+    of the ``memory_path`` dialogues) and dialogues; only the dialogue shards differ, each tokenized for its
+    model (``shard_folders``: approach -> dialogue shard folder). Returns the specs by approach.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_lines(out_dir / "texts.jsonl", held_out_texts(home, val_permille, per_source))
-    memory_path = home.asset_dir("memory_dialogues") / "dialogues.parquet"
+    _write_lines(out_dir / "texts.jsonl", held_out_texts(documents, val_permille, per_source))
     held_out = [r for r in iter_rows(memory_path) if r["split"] == "val"] if memory_path.exists() else []
     _write_lines(out_dir / "memory.jsonl", memory_choices(held_out, choices)[:memory_items])
 
@@ -78,7 +75,7 @@ def build_eval_sets(home: RosieHome, out_dir: Path, val_permille: int, per_sourc
         return next((str(shards / phase / n) for n in names if (shards / phase / n / "manifest.json").exists()), None)
 
     specs = {}
-    for approach, shards in (shard_folders or {"scratch": home.asset_dir("dialogue_shards")}).items():
+    for approach, shards in shard_folders.items():
         specs[approach] = {
             "texts": str(out_dir / "texts.jsonl"),
             "memory_set": str(out_dir / "memory.jsonl"),

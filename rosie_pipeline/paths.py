@@ -1,7 +1,8 @@
 """Where a Rosie run keeps everything: one folder, ``ROSIE_HOME`` (default ``./.rosie``).
 
-Every stage resolves its inputs and outputs through :class:`RosieHome` so that tests, the CLI and the
-Dagster UI agree on the layout without passing paths around.
+The library's stages take the folders they read and write as arguments; which asset's output lives in which
+folder under ``lake/`` is the orchestrator's to say (``dagster_project/lake.py``). This class names the
+fixed parts of the home: landing/, lake/ and its quarantine, tokenizer/, models/, mlflow/, dagster/.
 """
 
 from __future__ import annotations
@@ -64,9 +65,6 @@ class RosieHome:
         if source not in LANDING_SOURCES:
             raise ValueError(f"unknown landing source {source!r}; expected one of {LANDING_SOURCES}")
         return self.landing / source
-
-    def asset_dir(self, asset_name: str) -> Path:
-        return self.lake / asset_name
 
     def create_layout(self) -> None:
         """Make the empty folders a new user drops files into (idempotent)."""

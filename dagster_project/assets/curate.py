@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+
 import pyarrow.parquet as pq
 
 from dagster_project.assets.ingest import INGEST_SOURCES
-from dagster_project.config import dataclass_from_config, md_table
+from dagster_project.config import dataclass_from_config, md_table, options_config
 from dagster_project.resources import RosieHomeResource
 from rosie_pipeline.curate.dedup import DedupOptions, run_dedup
 from rosie_pipeline.curate.pipeline import DROPPED_SCHEMA, Curator, RuleSet, default_rules
@@ -26,16 +27,7 @@ from rosie_pipeline.step import committed_outputs, run_step
 INGEST_ASSET_NAMES = [spec.asset_name for spec in INGEST_SOURCES]
 
 
-class SourceRules(dg.Config):
-    """The rules of one document source (see rosie_pipeline.curate.pipeline.RuleSet)."""
-
-    filters: list[str]
-    languages: list[str] = ["en"]
-    min_language_score: float = 0.65
-    min_chars: int = 1
-    max_chars: int = 1_000_000
-    gopher_min_words: int | None = 50
-    gopher_max_words: int | None = 100_000
+SourceRules = options_config(RuleSet, "SourceRules")
 
 
 def _rules_config(source: str) -> SourceRules:
@@ -71,14 +63,14 @@ class CurationConfig(dg.Config):
 def filtered_documents(
     context: dg.AssetExecutionContext, config: CurationConfig, rosie: RosieHomeResource
 ) -> dg.MaterializeResult:
-    home = rosie.home
+    home, lake = rosie.home, rosie.lake
     curator = Curator(config.rule_sets())
     total = StepStats()
     by_source: dict[str, StepStats] = {}
     kept_paths = []
     for asset_name in INGEST_ASSET_NAMES:
-        for key, path in committed_outputs(home.asset_dir(asset_name)).items():
-            out_dir = home.asset_dir("filtered_documents") / asset_name / key
+        for key, path in committed_outputs(lake[asset_name]).items():
+            out_dir = lake["filtered_documents"] / asset_name / key
             result = run_step(
                 lambda path=path: curator.curate(iter_rows(path)),
                 inputs=[path],
@@ -107,9 +99,9 @@ def filtered_documents(
             "kept_share": round(total.records_out / total.records_in, 4) if total.records_in else 0.0,
             "drop_reasons": dg.MetadataValue.md(total.reasons_markdown()),
             "by_source": dg.MetadataValue.md(md_table(["input", "documents", "kept", "kept share"], per_source)),
-            "sample_kept": dg.MetadataValue.md(_sample_documents(home.asset_dir("filtered_documents"), "documents")),
-            "sample_dropped": dg.MetadataValue.md(_sample_documents(home.asset_dir("filtered_documents"), "dropped")),
-            "path": dg.MetadataValue.path(str(home.asset_dir("filtered_documents"))),
+            "sample_kept": dg.MetadataValue.md(_sample_documents(lake["filtered_documents"], "documents")),
+            "sample_dropped": dg.MetadataValue.md(_sample_documents(lake["filtered_documents"], "dropped")),
+            "path": dg.MetadataValue.path(str(lake["filtered_documents"])),
         },
         check_results=[
             dg.AssetCheckResult(check_name="schema", passed=not mismatched,
@@ -137,17 +129,13 @@ def _sample_documents(root: Path, table: str) -> str:
                                 row["text"][:200]])
 
 
-class DedupConfig(dg.Config):
-    shingle_words: int = 5
-    bands: int = 14
-    rows: int = 8
-    seed: int = 1
-    redis_url: str | None = None
-    """e.g. redis://127.0.0.1:6379/0 to keep the LSH index in Redis (many workers, one index)."""
-    redis_prefix: str = "rosie:lsh"
+class DedupChecks(dg.Config):
     max_duplicate_rate: float = 0.5
     """The duplicate_rate check fails when a run drops a larger share of its new documents."""
     force: bool = False
+
+
+DedupConfig = options_config(DedupOptions, "DedupConfig", DedupChecks)
 
 
 @dg.asset(
@@ -165,11 +153,11 @@ class DedupConfig(dg.Config):
 def deduplicated_documents(
     context: dg.AssetExecutionContext, config: DedupConfig, rosie: RosieHomeResource
 ) -> dg.MaterializeResult:
-    home = rosie.home
+    lake = rosie.lake
     options = dataclass_from_config(config, DedupOptions)
     inputs = {f"{asset}/{key}": path for asset in INGEST_ASSET_NAMES
-              for key, path in committed_outputs(home.asset_dir("filtered_documents") / asset).items()}
-    results = run_dedup(inputs, home.asset_dir("deduplicated_documents"), options, force=config.force)
+              for key, path in committed_outputs(lake["filtered_documents"] / asset).items()}
+    results = run_dedup(inputs, lake["deduplicated_documents"], options, force=config.force)
     fresh = [r for r in results if not r.unchanged]
     new_in = sum(r.documents_in for r in fresh)
     new_dups = sum(r.exact + r.near for r in fresh)
@@ -190,7 +178,7 @@ def deduplicated_documents(
             "lsh": f"{options.bands} bands x {options.rows} rows, threshold ~{options.threshold:.2f}, "
                    f"{options.shingle_words}-word shingles" + (", Redis" if options.redis_url else ", local"),
             "partitions": dg.MetadataValue.md(md_table(["partition", "in", "kept", "exact", "near", "this run"], rows)),
-            "sample_duplicates": dg.MetadataValue.md(_sample_duplicates(home.asset_dir("deduplicated_documents"))),
+            "sample_duplicates": dg.MetadataValue.md(_sample_duplicates(lake["deduplicated_documents"])),
         },
         check_results=[
             dg.AssetCheckResult(check_name="duplicate_rate", passed=rate <= config.max_duplicate_rate,
@@ -212,8 +200,9 @@ def _sample_duplicates(root: Path) -> str:
     description="What curation did, per source: documents in, kept by the rules, drop reasons, duplicates removed.",
 )
 def curation_report(context: dg.AssetExecutionContext, rosie: RosieHomeResource) -> dg.MaterializeResult:
-    home = rosie.home
-    report = build_report(home, INGEST_ASSET_NAMES)
+    lake = rosie.lake
+    report = build_report(lake.folders(INGEST_ASSET_NAMES), lake["filtered_documents"], lake["deduplicated_documents"],
+                          lake["curation_report"])
     context.log.info(f"report written to {report.json_path}")
     return dg.MaterializeResult(
         metadata={

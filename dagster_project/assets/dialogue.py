@@ -13,7 +13,9 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_project.config import dataclass_from_config, md_table
+from dagster_project.lake import Lake
+
+from dagster_project.config import dataclass_from_config, md_table, options_config
 from dagster_project.resources import RosieHomeResource
 from rosie_pipeline.dialogue.datasets import (
     EMOTION_FORMS,
@@ -31,7 +33,7 @@ from rosie_pipeline.dialogue.importers import PersonaRegistry
 from rosie_pipeline.dialogue.schema import DIALOGUE_SCHEMA
 from rosie_pipeline.ingest.records import Rejected, Row
 from rosie_pipeline.parquet import iter_rows
-from rosie_pipeline.step import committed_outputs, run_step
+from rosie_pipeline.step import run_step
 
 
 class DialogueChecks(dg.Config):
@@ -42,30 +44,18 @@ class DialogueChecks(dg.Config):
     force: bool = False
 
 
-class PersonalityConfig(DialogueChecks):
-    target: int = 10_000
-    val_permille: int = 50
-    seed: int = 0
-    chitchat_limit: int = 2_000
-    use_reddit: bool = True
-    personas: int = 8
+PersonalityConfig = options_config(PersonalityOptions, "PersonalityConfig", DialogueChecks)
+EmotionConfig = options_config(EmotionOptions, "EmotionConfig", DialogueChecks)
 
 
-class EmotionConfig(DialogueChecks):
-    val_permille: int = 50
-    gold_permille: int = 100
-    weak_min_confidence: float = 0.6
-    chitchat_limit: int = 3_000
+class MemoryChecks(DialogueChecks):
+    """Memory dialogues are about facts, not feelings: any emotion mix passes."""
 
-
-class MemoryConfig(DialogueChecks):
-    count: int = 3_000
-    val_permille: int = 100
-    seed: int = 0
-    max_facts: int = 3
-    distractor_conversations: int = 1_000
     min_emotions: int = 1
     max_emotion_share: float = 1.0
+
+
+MemoryConfig = options_config(MemoryOptions, "MemoryConfig", MemoryChecks)
 
 
 def _checks(name: str) -> list[dg.AssetCheckSpec]:
@@ -79,7 +69,7 @@ def _checks(name: str) -> list[dg.AssetCheckSpec]:
 def _materialize(context: dg.AssetExecutionContext, rosie: RosieHomeResource, config: DialogueChecks,
                  read: Callable[[], Iterable[Row | Rejected]], inputs: list[Path], options: Any) -> dg.MaterializeResult:
     home, name = rosie.home, context.asset_key.to_user_string()
-    result = run_step(read, inputs=inputs, out_dir=home.asset_dir(name), schemas={"dialogues": DIALOGUE_SCHEMA},
+    result = run_step(read, inputs=inputs, out_dir=Lake(home)[name], schemas={"dialogues": DIALOGUE_SCHEMA},
                       quarantine_path=home.quarantine / name / "dialogues.jsonl",
                       options=dataclasses.asdict(options), force=config.force)
     report = dialogue_report(list(iter_rows(result.tables["dialogues"])))
@@ -122,11 +112,12 @@ def personality_dialogues(context: dg.AssetExecutionContext, config: Personality
                           rosie: RosieHomeResource) -> dg.MaterializeResult:
     home = rosie.home
     options = dataclass_from_config(config, PersonalityOptions)
-    registry = PersonaRegistry(home.asset_dir("personality_dialogues") / "personas.json", options.personas)
+    registry = PersonaRegistry(Lake(home)["personality_dialogues"] / "personas.json", options.personas)
     inputs = [_seed_file(), *[p for p in landing_files(home) if p.suffix.lower() in PERSONALITY_FORMS]]
-    if options.use_reddit:
-        inputs += list(committed_outputs(home.asset_dir("reddit_threads"), "dialogue_candidates").values())
-    outcome = _materialize(context, rosie, config, lambda: build_personality(home, options, registry), inputs, options)
+    reddit = rosie.lake.reddit_candidates() if options.use_reddit else []
+    inputs += reddit
+    outcome = _materialize(context, rosie, config, lambda: build_personality(home, options, registry, reddit), inputs,
+                           options)
     registry.save()
     return outcome
 

@@ -1,25 +1,25 @@
 """Evaluate group: model_evaluation (metrics and sample replies, with floors) -> registered_model.
 
 Both run rosie_model in a separate process through Dagster Pipes (dagster_project never imports it):
-``python -m rosie_model.evaluate`` on held-out sets that rosie_pipeline writes, and
-``python -m rosie_model.registry``, which registers the model in MLflow and moves the ``champion``
+``python -m rosie_model evaluate`` on held-out sets that rosie_pipeline writes, and
+``python -m rosie_model register``, which registers the model in MLflow and moves the ``champion``
 alias only when the new version beats the current champion (the rule is in the README).
 """
 
 import json
 import sys
-from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
 
-from dagster_project.assets.train import APPROACHES, data_root, model_dir, rosie_model
+from dagster_project.lake import APPROACHES
+
+from dagster_project.assets.train import rosie_model
 from dagster_project.config import md_table
 from dagster_project.resources import RosieHomeResource
 from dagster_project.training_report import mlflow_env, mlflow_run_url
 from rosie_pipeline.atomic import read_json
 from rosie_pipeline.evalsets import build_eval_sets
-from rosie_pipeline.paths import RosieHome
 
 
 class EvaluationConfig(dg.Config):
@@ -70,19 +70,20 @@ def _floor_checks(results: dict[str, Any], config: EvaluationConfig) -> list[dg.
 )
 def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, rosie: RosieHomeResource,
                      pipes: dg.PipesSubprocessClient) -> dg.MaterializeResult:
-    home = rosie.home
-    evaluation_dir = home.asset_dir("model_evaluation")
-    others = [a for a in APPROACHES if a != config.approach and config.compare and _trained(model_dir(home, a))]
-    if not _trained(model_dir(home, config.approach)):
-        raise dg.Failure(f"no trained {config.approach} model in {model_dir(home, config.approach)}: "
+    home, lake = rosie.home, rosie.lake
+    evaluation_dir = lake["model_evaluation"]
+    others = [a for a in APPROACHES if a != config.approach and config.compare and lake.trained(a)]
+    if not lake.trained(config.approach):
+        raise dg.Failure(f"no trained {config.approach} model in {lake.model_dir(config.approach)}: "
                          f"materialize rosie_model with approach {config.approach} first")
-    build_eval_sets(home, evaluation_dir / "sets", config.val_permille, choices=config.memory_choices,
-                    shard_folders={a: _dialogue_shards(home, a) for a in (config.approach, *others)})
+    build_eval_sets(lake.deduplicated_files(), lake.dialogue_table("memory_dialogues"),
+                    {a: lake.dialogue_shards(a) for a in (config.approach, *others)}, evaluation_dir / "sets",
+                    config.val_permille, choices=config.memory_choices)
     results_path = evaluation_dir / "results.json"
     evaluated = {}
     for approach in (config.approach, *others):
         out = results_path if approach == config.approach else evaluation_dir / f"results-{approach}.json"
-        command = [sys.executable, "-m", "rosie_model.evaluate", "--model-dir", str(model_dir(home, approach)),
+        command = [sys.executable, "-m", "rosie_model", "evaluate", "--model-dir", str(lake.model_dir(approach)),
                    "--spec", str(evaluation_dir / "sets" / f"spec-{approach}.json"), "--out", str(out),
                    "--max-rows", str(config.max_rows)]
         context.log.info(f"evaluating the {approach} model")
@@ -118,14 +119,6 @@ def _comparison_table(evaluated: dict[str, dict[str, Any]]) -> str:
     return md_table(["measure", *evaluated], rows)
 
 
-def _trained(folder: Path) -> bool:
-    return (folder / "weights" / "final.safetensors").exists()
-
-
-def _dialogue_shards(home: RosieHome, approach: str) -> Path:
-    return data_root(home, approach) / "dialogue_shards"
-
-
 @dg.asset(
     group_name="evaluate",
     deps=[model_evaluation],
@@ -135,19 +128,19 @@ def _dialogue_shards(home: RosieHome, approach: str) -> Path:
 )
 def registered_model(context: dg.AssetExecutionContext, rosie: RosieHomeResource,
                      pipes: dg.PipesSubprocessClient) -> dg.MaterializeResult:
-    home = rosie.home
-    results_path = home.asset_dir("model_evaluation") / "results.json"
+    home, lake = rosie.home, rosie.lake
+    results_path = lake["model_evaluation"] / "results.json"
     if not results_path.exists():
         raise dg.Failure("no evaluation results: materialize model_evaluation first")
     approach = json.loads(results_path.read_text(encoding="utf-8")).get("approach", "scratch")
-    out = home.asset_dir("registered_model") / "registration.json"
+    out = lake["registered_model"] / "registration.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    shards = _dialogue_shards(home, approach)
+    shards = lake.dialogue_shards(approach)
     trained_on = [shards / "personality" / "train", shards / "emotion_memory" / "train"]
     if approach == "scratch":  # the bootstrap path starts from a pretrained model, not from the pretrain shards
-        trained_on.insert(0, home.lake / "pretrain_shards" / "train")
+        trained_on.insert(0, lake["pretrain_shards"] / "train")
     datasets = [p for p in (folder / "manifest.json" for folder in trained_on) if p.exists()]
-    command = [sys.executable, "-m", "rosie_model.registry", "--model-dir", str(model_dir(home, approach)),
+    command = [sys.executable, "-m", "rosie_model", "register", "--model-dir", str(lake.model_dir(approach)),
                "--evaluation", str(results_path), "--out", str(out), "--tag", f"approach={approach}",
                *[arg for path in datasets for arg in ("--dataset", str(path))]]
     pipes.run(context=context, command=command, env={"ROSIE_HOME": str(home.root), **mlflow_env(home)})

@@ -10,13 +10,15 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
+
+from dagster_project.lake import Lake
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dagster_project.config import dataclass_from_config, md_table
+from dagster_project.config import dataclass_from_config, md_table, options_config
 from dagster_project.partitions import book_files, cc_files, reddit_months
 from dagster_project.resources import RosieHomeResource
 from rosie_pipeline.documents import DOCUMENT_SCHEMA, schema_mismatches
@@ -38,26 +40,9 @@ class IngestConfig(dg.Config):
     """Re-read the input even when it and the options are unchanged since the last run."""
 
 
-class CommonCrawlConfig(IngestConfig):
-    extractor: Literal["resiliparse", "trafilatura"] = "resiliparse"
-    max_record_bytes: int = 16 * 1024 * 1024
-    min_text_chars: int = 1
-
-
-class BooksConfig(IngestConfig):
-    max_doc_chars: int = 2_000_000
-    max_line_chars: int = 1_000_000
-    min_text_chars: int = 1
-
-
-class RedditConfig(IngestConfig):
-    min_score: int = 1
-    subreddit_blocklist: list[str] = []
-    drop_over_18: bool = True
-    max_line_bytes: int = 1 << 20
-    min_chain_turns: int = 2
-    max_chain_turns: int = 12
-    max_chains_per_thread: int = 20
+CommonCrawlConfig = options_config(CommonCrawlOptions, "CommonCrawlConfig", IngestConfig)
+BooksConfig = options_config(BookOptions, "BooksConfig", IngestConfig)
+RedditConfig = options_config(RedditOptions, "RedditConfig", IngestConfig)
 
 
 def _check_specs(asset_name: str) -> list[dg.AssetCheckSpec]:
@@ -92,7 +77,7 @@ def _ingest(
     result = run_step(
         read,
         inputs=list(landed.paths),
-        out_dir=home.asset_dir(asset_name) / landed.folder_name,
+        out_dir=Lake(home)[asset_name] / landed.folder_name,
         schemas=schemas,
         quarantine_path=home.quarantine / asset_name / f"{landed.folder_name}.jsonl",
         options=dataclasses.asdict(options),
@@ -192,7 +177,7 @@ def _ingest_asset(spec: IngestSource) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         landed = _landed(context, rosie, spec.source)
         options = dataclass_from_config(config, spec.options_type)
-        workdir = rosie.home.asset_dir(spec.asset_name) / landed.folder_name / ".work"
+        workdir = rosie.lake[spec.asset_name] / landed.folder_name / ".work"
         return _ingest(context, rosie, config, landed, lambda: spec.read(options, landed, workdir), options,
                        spec.schemas)
 

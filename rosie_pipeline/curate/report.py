@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from rosie_pipeline.atomic import read_json, write_json_atomic, write_text_atomic
-from rosie_pipeline.paths import RosieHome
 from rosie_pipeline.stats import StepStats
 
 
@@ -29,13 +28,15 @@ def _stats(manifests: list[Path]) -> StepStats:
     return total
 
 
-def build_report(home: RosieHome, ingest_assets: list[str]) -> CurationReport:
-    dedup = (read_json(home.asset_dir("deduplicated_documents") / "manifest.json") or {}).get("partitions", {})
+def build_report(ingested_dirs: dict[str, Path], filtered_dir: Path, dedup_dir: Path, out: Path) -> CurationReport:
+    """What happened to each source (``ingested_dirs``: source name -> its ingest folder; the filtered folder
+    holds one sub-folder per source name), written to ``out/report.{json,md}``."""
+    dedup = (read_json(dedup_dir / "manifest.json") or {}).get("partitions", {})
     rows: dict[str, dict[str, int]] = {}
     reasons: dict[str, dict[str, int]] = {}
-    for asset in ingest_assets:
-        ingested = _stats(sorted(home.asset_dir(asset).glob("*/manifest.json")))
-        filtered = _stats(sorted((home.asset_dir("filtered_documents") / asset).glob("*/manifest.json")))
+    for asset, folder in ingested_dirs.items():
+        ingested = _stats(sorted(folder.glob("*/manifest.json")))
+        filtered = _stats(sorted((filtered_dir / asset).glob("*/manifest.json")))
         dedup_stats = [p["stats"] for key, p in dedup.items() if key.startswith(f"{asset}/")]
         rows[asset] = {
             "ingested": ingested.records_out,
@@ -47,7 +48,6 @@ def build_report(home: RosieHome, ingest_assets: list[str]) -> CurationReport:
         reasons[asset] = dict(filtered.skipped.most_common())
     totals = {key: sum(row[key] for row in rows.values()) for key in next(iter(rows.values()), {})}
     markdown = _markdown(rows, reasons, totals)
-    out = home.asset_dir("curation_report")
     write_json_atomic(out / "report.json", {"sources": rows, "drop_reasons": reasons, "totals": totals})
     write_text_atomic(out / "report.md", markdown + "\n")
     return CurationReport(rows, reasons, totals, markdown, out / "report.json")

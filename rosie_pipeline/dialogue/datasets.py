@@ -29,7 +29,6 @@ from rosie_pipeline.dialogue.personality import load_seed, personality_dialogues
 from rosie_pipeline.dialogue.schema import content_hash, make_dialogue, split_for, turns_of
 from rosie_pipeline.ingest.records import Rejected, Row, skipped
 from rosie_pipeline.paths import RosieHome
-from rosie_pipeline.step import committed_outputs
 
 PERSONALITY_FORMS = (".jsonl", ".png", ".json")
 EMOTION_FORMS = (".tsv", ".csv", ".txt")
@@ -56,15 +55,17 @@ def _imported_row(item: Imported, val_permille: int, system: str) -> Row:
                                           split=split_for(item.turns, val_permille)))
 
 
-def build_personality(home: RosieHome, options: PersonalityOptions, registry: PersonaRegistry) -> Iterator[Row | Rejected]:
+def build_personality(home: RosieHome, options: PersonalityOptions, registry: PersonaRegistry,
+                      reddit_candidates: list[Path]) -> Iterator[Row | Rejected]:
+    """The seed personality expanded, chitchat conversations, Reddit chains (``reddit_candidates``, when
+    ``use_reddit``) and the chats and cards landed in ``landing/dialogue``, each with Rosie's system prompt."""
     system, seed = load_seed()
     for row in personality_dialogues(system, seed, options.target, options.val_permille, options.seed):
         yield Row("dialogues", row)
     for item in chitchat_conversations(options.chitchat_limit):
         yield _imported_row(item, options.val_permille, system)
     if options.use_reddit:
-        files = list(committed_outputs(home.asset_dir("reddit_threads"), "dialogue_candidates").values())
-        for item in reddit_chains(files):
+        for item in reddit_chains(reddit_candidates):
             yield _imported_row(item, options.val_permille, system)
     for path in landing_files(home):
         if path.suffix.lower() not in PERSONALITY_FORMS:

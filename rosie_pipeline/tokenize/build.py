@@ -15,9 +15,8 @@ from typing import Any
 
 from rosie_pipeline.atomic import read_json, write_json_atomic
 from rosie_pipeline.parquet import iter_rows
-from rosie_pipeline.paths import RosieHome
 from rosie_pipeline.step import committed_outputs, fingerprint
-from rosie_pipeline.tokenize.dialogue_shards import PHASE_DATASETS, DialogueShardOptions, write_dialogue_shards
+from rosie_pipeline.tokenize.dialogue_shards import DialogueShardOptions, write_dialogue_shards
 from rosie_pipeline.tokenize.shards import ShardOptions, write_shards
 from rosie_pipeline.tokenize.tokenizer import (
     TokenizerOptions,
@@ -31,15 +30,24 @@ from rosie_pipeline.tokenize.tokenizer import (
 TRAINING_RECORD = "training.json"
 
 
-def deduplicated_files(home: RosieHome) -> list[Path]:
-    """The committed deduplicated partitions, in a stable order."""
-    root = home.asset_dir("deduplicated_documents")
+def deduplicated_files(root: Path) -> list[Path]:
+    """The committed partitions of a deduplicated-documents folder, in a stable order."""
     partitions = (read_json(root / "manifest.json") or {}).get("partitions", {})
     return [root / key / "documents.parquet" for key in sorted(partitions) if (root / key / "documents.parquet").exists()]
 
 
-def dialogue_candidate_files(home: RosieHome) -> list[Path]:
-    return list(committed_outputs(home.asset_dir("reddit_threads"), "dialogue_candidates").values())
+def dialogue_candidate_files(reddit_root: Path) -> list[Path]:
+    """The committed dialogue candidates of a Reddit-threads folder (one file per monthly partition)."""
+    return list(committed_outputs(reddit_root, "dialogue_candidates").values())
+
+
+@dataclass(frozen=True)
+class TokenizerInputs:
+    """What the tokenizer's sample is drawn from: curated documents, Reddit dialogue candidates, dialogues."""
+
+    documents: list[Path]
+    candidates: list[Path]
+    dialogues: list[Path]
 
 
 def iter_dialogue_texts(files: list[Path]) -> Iterator[tuple[str, str]]:
@@ -72,8 +80,8 @@ class TokenizerBuild:
     sample_chars: int
 
 
-def build_tokenizer(home: RosieHome, options: TokenizerOptions, sample_chars: int, retrain: bool) -> TokenizerBuild:
-    folder = home.tokenizer
+def build_tokenizer(inputs: TokenizerInputs, folder: Path, options: TokenizerOptions, sample_chars: int,
+                    retrain: bool) -> TokenizerBuild:
     record = read_json(folder / TRAINING_RECORD)
     wanted = {"options": dataclasses.asdict(options), "sample_chars": sample_chars}
     if not retrain and record and {k: record.get(k) for k in wanted} == wanted and (folder / "tokenizer.json").exists():
@@ -83,8 +91,8 @@ def build_tokenizer(home: RosieHome, options: TokenizerOptions, sample_chars: in
 
     def texts() -> Iterator[str]:
         nonlocal sampled
-        stream = [*iter_documents(deduplicated_files(home)), *iter_dialogues(dialogue_candidate_files(home)),
-                  *iter_dialogue_texts(dialogue_files(home))]
+        stream = [*iter_documents(inputs.documents), *iter_dialogues(inputs.candidates),
+                  *iter_dialogue_texts(inputs.dialogues)]
         for text in sample_texts(stream, sample_chars):
             sampled += len(text)
             yield text
@@ -110,35 +118,24 @@ def _rebuild_if_changed(out_dir: Path, tokenizer_dir: Path, files: list[Path], o
     return manifests, True
 
 
-def build_pretrain_shards(home: RosieHome, options: ShardOptions, force: bool) -> tuple[dict[str, Any], bool]:
-    """(manifests by split, whether they were rebuilt now)."""
-    out_dir = home.asset_dir("pretrain_shards")
-    files = deduplicated_files(home)
+def build_pretrain_shards(files: list[Path], tokenizer_dir: Path, out_dir: Path, options: ShardOptions,
+                          force: bool) -> tuple[dict[str, Any], bool]:
+    """The documents of ``files`` packed into ``out_dir``: (manifests by split, whether they were rebuilt now)."""
     if not files:
         raise ValueError("no deduplicated documents: materialize deduplicated_documents first")
-    return _rebuild_if_changed(out_dir, home.tokenizer, files, options, force, lambda tokenizer_hash: write_shards(
-        iter_documents(files), load_tokenizer(home.tokenizer), tokenizer_hash, out_dir, options))
+    return _rebuild_if_changed(out_dir, tokenizer_dir, files, options, force, lambda tokenizer_hash: write_shards(
+        iter_documents(files), load_tokenizer(tokenizer_dir), tokenizer_hash, out_dir, options))
 
-DIALOGUE_ASSETS = tuple(name for names in PHASE_DATASETS.values() for name in names)
+def build_dialogue_shards(groups: dict[str, list[Path]], tokenizer_dir: Path, out_dir: Path,
+                          options: DialogueShardOptions, force: bool) -> tuple[dict[str, Any], bool]:
+    """The dialogues of each phase's files (``groups``: phase -> dialogue tables) tokenized into
+    ``out_dir/<phase>/<split>``: (manifests by phase and split, whether they were rebuilt now).
 
-
-def dialogue_files(home: RosieHome) -> list[Path]:
-    return [path for name in DIALOGUE_ASSETS if (path := home.asset_dir(name) / "dialogues.parquet").exists()]
-
-
-def build_dialogue_shards(home: RosieHome, options: DialogueShardOptions, force: bool,
-                          tokenizer_dir: Path | None = None, out_dir: Path | None = None) -> tuple[dict[str, Any], bool]:
-    """(manifests by phase and split, whether they were rebuilt now).
-
-    Rosie's own tokenizer into ``lake/dialogue_shards`` by default; the bootstrap path passes its pretrained
-    model's tokenizer and a folder of its own (the same dialogues and splits, other token ids)."""
-    tokenizer_dir = tokenizer_dir or home.tokenizer
-    out_dir = out_dir or home.asset_dir("dialogue_shards")
-    files = dialogue_files(home)
+    Rosie's own tokenizer for the scratch model; the bootstrap path passes its pretrained model's tokenizer
+    and a folder of its own (the same dialogues and splits, other token ids)."""
+    files = [path for paths in groups.values() for path in paths if path.exists()]
     if not files:
         raise ValueError("no dialogues: materialize the dialogue group first")
-    groups = {phase: (row for name in names if (path := home.asset_dir(name) / "dialogues.parquet").exists()
-                      for row in iter_rows(path))
-              for phase, names in PHASE_DATASETS.items()}
+    rows = {phase: (row for path in paths if path.exists() for row in iter_rows(path)) for phase, paths in groups.items()}
     return _rebuild_if_changed(out_dir, tokenizer_dir, files, options, force, lambda tokenizer_hash: write_dialogue_shards(
-        groups, load_tokenizer(tokenizer_dir), tokenizer_hash, out_dir, options))
+        rows, load_tokenizer(tokenizer_dir), tokenizer_hash, out_dir, options))

@@ -121,10 +121,6 @@ def _schema(length: int, dtype: np.dtype) -> pa.Schema:
                       ("dialogue_id", pa.string())])
 
 
-#: Which dialogue datasets feed which training phase (DESIGN: phase 2 personality, phase 3 emotion + memory).
-PHASE_DATASETS = {"personality": ("personality_dialogues",), "emotion_memory": ("emotion_dialogues", "memory_dialogues")}
-
-
 def write_dialogue_shards(groups: dict[str, Iterable[dict[str, Any]]], tokenizer: Tokenizer, tokenizer_hash: str,
                           out_dir: Path, options: DialogueShardOptions) -> dict[str, dict[str, dict[str, Any]]]:
     """Encode each group's dialogues (each carries its ``split``) into ``out_dir/<group>/<split>/``.

@@ -44,13 +44,13 @@ def test_dialogue_group_and_shards(home, instance):
 
     personality = result.asset_materializations_for_node("personality_dialogues")[0].metadata
     assert "png_without_card" in personality["skipped_by_reason"].value and "invalid_json" in personality["skipped_by_reason"].value
-    personas = json.loads((home.asset_dir("personality_dialogues") / "personas.json").read_text())
+    personas = json.loads(((home.lake / "personality_dialogues") / "personas.json").read_text())
     assert personas == {"Rosie": 0, "Pip": 1}
     emotion = result.asset_materializations_for_node("emotion_dialogues")[0].metadata
     assert "gold" in emotion["splits"].value
     shards = result.asset_materializations_for_node("dialogue_shards")[0].metadata
     assert shards["dagster/row_count"].value > 400
-    root = home.asset_dir("dialogue_shards")
+    root = (home.lake / "dialogue_shards")
     gold = json.loads((root / "emotion_memory" / "gold" / "manifest.json").read_text())
     assert gold["emotions"].keys() <= {"happy", "curious"} and gold["rows"] > 0
     for phase in ("personality", "emotion_memory"):
