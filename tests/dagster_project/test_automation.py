@@ -22,7 +22,7 @@ def test_new_data_flows_downstream_through_declarative_automation(home, instance
     # the whole affected chain at once, pretraining included; dialogue_shards (and the phases after it)
     # wait until the dialogue datasets exist
     assert requested == {"filtered_documents", "deduplicated_documents", "curation_report", "rosie_tokenizer",
-                         "pretrain_shards", "base_model"}
+                         "pretrain_shards", "base_model", "bootstrap_tokenizer"}
 
     for name in ("personality_dialogues", "emotion_dialogues", "memory_dialogues", "filtered_documents",
                  "deduplicated_documents", "curation_report", "rosie_tokenizer", "pretrain_shards"):

@@ -21,12 +21,12 @@ def test_definitions_load_with_expected_graph():
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         "cc_documents", "book_documents", "reddit_threads", "filtered_documents", "deduplicated_documents",
         "curation_report", "rosie_tokenizer", "pretrain_shards", "personality_dialogues", "emotion_dialogues",
-        "memory_dialogues", "dialogue_shards", "base_model", "personality_model", "rosie_model", "model_evaluation",
-        "registered_model"}
+        "memory_dialogues", "dialogue_shards", "bootstrap_tokenizer", "bootstrap_dialogue_shards", "base_model",
+        "personality_model", "rosie_model", "model_evaluation", "registered_model"}
     assert {k.name for k in graph.asset_check_keys} == {
         "bad_record_share", "schema", "non_empty", "duplicate_rate", "round_trip", "token_counts", "integrity",
         "no_empty_turns", "label_distribution", "no_leakage", "truncation", "dialogue_perplexity",
-        "emotion_accuracy", "memory_recall", "persona_consistency"}
+        "emotion_accuracy", "memory_recall", "persona_consistency", "rosie_tokens"}
     assert defs.resolve_sensor_def("landing_sensor")
     assert {s.name for s in DATA_REFRESH_SCHEDULES} == {"data_refresh_common_crawl", "data_refresh_books",
                                                          "data_refresh_reddit"}

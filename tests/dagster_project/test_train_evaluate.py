@@ -10,6 +10,7 @@ from dagster_project.definitions import build_definitions
 from dagster_project.headless import prepare_instance, run_selection
 from rosie_pipeline.paths import RosieHome
 from tests.dagster_project.conftest import land_sample
+from tests.pretrained import save_small_llama
 
 TINY = {
     "personality_dialogues": {"target": 300, "chitchat_limit": 40},
@@ -18,6 +19,7 @@ TINY = {
     "rosie_tokenizer": {"vocab_size": 600},
     "pretrain_shards": {"seq_len": 32, "val_permille": 300},
     "dialogue_shards": {"seq_len": 64},
+    "bootstrap_dialogue_shards": {"seq_len": 64},
     "base_model": {"steps": 4, "batch_size": 4, "max_seq_len": 64},
     "personality_model": {"steps": 6, "batch_size": 4, "max_seq_len": 64},
     "rosie_model": {"steps": 4, "batch_size": 4, "max_seq_len": 64},
@@ -33,8 +35,10 @@ def trained(tmp_path_factory):
     land_sample(home)
     defs = build_definitions(str(home.root))
     instance = prepare_instance(home)
+    llama = save_small_llama(tmp_path_factory.mktemp("llama"))  # what the bootstrap assets adapt
+    op_config = {**TINY, "bootstrap_tokenizer": {"pretrained": str(llama)}}
     try:
-        yield defs, run_selection(defs, instance, home, None, op_config=TINY), home, instance
+        yield defs, run_selection(defs, instance, home, None, op_config=op_config), home, instance
     finally:
         instance.dispose()
         for key, value in saved.items():
@@ -62,7 +66,7 @@ def test_whole_graph_trains_evaluates_and_registers(trained):
     answer = champion.predict([{"messages": [{"role": "user", "content": "Hello!"}], "event": None},
                                {"messages": [], "event": "drag"}])
     assert list(answer.columns) == ["reply", "emotion"] and len(answer) == 2
-    from rosie_model.config import DEFAULT_EMOTIONS
+    from rosie_model.core.config import DEFAULT_EMOTIONS
 
     assert set(answer["emotion"]) <= set(DEFAULT_EMOTIONS)
     version = mlflow.MlflowClient().get_model_version_by_alias("rosie", "champion")
@@ -71,7 +75,7 @@ def test_whole_graph_trains_evaluates_and_registers(trained):
 
 
 def test_the_chat_api_loads_the_champion_and_names_unknown_aliases(trained, monkeypatch):
-    from rosie_model.chat import ModelNotFound, Rosie
+    from rosie_model.serving.chat import ModelNotFound, Rosie
 
     _, _, home, _ = trained
     monkeypatch.setenv("ROSIE_HOME", str(home.root))
@@ -92,7 +96,8 @@ def test_retraining_resumes_and_the_champion_moves_only_when_beaten(trained):
                                if k in ("rosie_model", "model_evaluation")}})
     assert rerun.success
     logs = [e.message for e in instance.all_logs(rerun.run_id) if e.message]
-    assert any("resuming emotion_memory from its last checkpoint" in m for m in logs)
+    # the trainer decides (its inputs are unchanged) and says so through Pipes
+    assert any("phase emotion_memory:" in m and "resuming at step 4" in m for m in logs), logs
     registration = rerun.asset_materializations_for_node("registered_model")[0].metadata
     assert registration["version"].value == 2
     # the same weights evaluate the same: version 2 does not beat version 1, so the alias stays
@@ -108,7 +113,7 @@ def test_a_failing_trainer_fails_the_asset(trained):
 
 
 def test_champion_rule():
-    from rosie_model.registry import beats
+    from rosie_model.evaluation.registry import beats
 
     champion = {"eval.perplexity_dialogue": "50", "eval.emotion_macro_f1": "0.5", "eval.memory_recall": "0.4",
                 "eval.persona_consistency": "1.0"}
@@ -122,21 +127,22 @@ def test_the_bootstrap_approach_trains_evaluates_against_scratch_and_registers(t
     """approach: bootstrap through the same assets, on a small pretrained Llama saved here."""
     pytest.importorskip("peft")
     from safetensors.torch import load_file
-    from tests.pretrained import save_small_llama
 
     defs, _, home, instance = trained
     llama = str(save_small_llama(tmp_path / "llama"))
     # base_model on this path: nothing to train, and it says so
     base = dg.materialize(defs.assets, selection=["base_model"], instance=instance, resources=defs.resources,
-                          run_config={"ops": {"base_model": {"config": {"approach": "bootstrap", "pretrained": llama}}}})
+                          run_config={"ops": {"base_model": {"config": {"approach": "bootstrap"}}}})
     assert base.asset_materializations_for_node("base_model")[0].metadata["trained"].value is False
     # the job the UI launches has approach: bootstrap in the config the launchpad starts from
     job = defs.resolve_job_def("bootstrap_training")
     defaults = job.config_mapping.config_schema.as_field().default_value["ops"]
     assert {defaults[n]["config"]["approach"] for n in ("personality_model", "rosie_model", "model_evaluation")} == {
         "bootstrap"}
-    small = {"approach": "bootstrap", "pretrained": llama, "lora_r": 4}
-    ops = {"personality_model": {**TINY["personality_model"], **small}, "rosie_model": {**TINY["rosie_model"], **small},
+    assert defaults["bootstrap_tokenizer"]["config"]["pretrained"] == "smollm2"
+    small = {"approach": "bootstrap", "lora_r": 4}
+    ops = {"bootstrap_tokenizer": {"pretrained": llama}, "bootstrap_dialogue_shards": TINY["bootstrap_dialogue_shards"],
+           "personality_model": {**TINY["personality_model"], **small}, "rosie_model": {**TINY["rosie_model"], **small},
            "model_evaluation": {**TINY["model_evaluation"], "approach": "bootstrap"}}
     result = job.execute_in_process(
         instance=instance, run_config={"ops": {k: {"config": v} for k, v in ops.items()}})
@@ -145,8 +151,8 @@ def test_the_bootstrap_approach_trains_evaluates_against_scratch_and_registers(t
     # the same dialogues in the pretrained model's ids, facts rendered into the context
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(home.lake / "bootstrap" / "tokenizer" / "tokenizer.json"))
-    shards = home.lake / "bootstrap" / "dialogue_shards"
+    tokenizer = Tokenizer.from_file(str(home.lake / "bootstrap_tokenizer" / "tokenizer.json"))
+    shards = home.lake / "bootstrap_dialogue_shards"
     manifest = json.loads((shards / "emotion_memory" / "train" / "manifest.json").read_text())
     assert manifest["tokenizer_sha256"] != json.loads(
         (home.lake / "dialogue_shards" / "emotion_memory" / "train" / "manifest.json").read_text())["tokenizer_sha256"]
@@ -176,7 +182,7 @@ def test_the_bootstrap_approach_trains_evaluates_against_scratch_and_registers(t
     version = mlflow.MlflowClient().get_model_version("rosie", str(registration["version"].value))
     assert version.tags["approach"] == "bootstrap" and version.tags["bootstrap.pretrained"] == "llama"
     assert "data.dialogue-personality-train" in version.tags
-    from rosie_model.chat import Rosie
+    from rosie_model.serving.chat import Rosie
 
     monkeypatch.setenv("ROSIE_HOME", str(home.root))
     reply = Rosie.load(registration["model_uri"].value, memory_path=tmp_path / "memory.db").reply(
