@@ -67,3 +67,26 @@ class StepStats:
             skipped=Counter(payload.get("skipped", {})),
             bad=Counter(payload.get("bad", {})),
         )
+
+
+@dataclass
+class FilterStats:
+    """One filter's work in a run, datatrove-style: documents it judged, how many it dropped, time it took."""
+
+    seen: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+
+    def record(self, dropped: bool, seconds: float) -> None:
+        self.seen += 1
+        self.dropped += int(dropped)
+        self.seconds += seconds
+
+    def merge(self, other: FilterStats) -> None:
+        self.seen += other.seen
+        self.dropped += other.dropped
+        self.seconds += other.seconds
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.seen / self.seconds if self.seconds > 0 else 0.0

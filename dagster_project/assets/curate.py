@@ -91,6 +91,8 @@ def filtered_documents(
     mismatched = [f"{p}: {m}" for p in kept_paths for m in schema_mismatches(pq.read_schema(p), DOCUMENT_SCHEMA)]
     per_source = [[name, s.records_in, s.records_out, f"{s.records_out / s.records_in:.1%}" if s.records_in else "-"]
                   for name, s in by_source.items()]
+    per_filter = [[name, f.seen, f.dropped, f"{f.dropped / f.seen:.1%}" if f.seen else "-", f"{f.docs_per_second:,.0f}"]
+                  for name, f in curator.filter_stats.items()]
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": total.records_out,
@@ -99,6 +101,8 @@ def filtered_documents(
             "kept_share": round(total.records_out / total.records_in, 4) if total.records_in else 0.0,
             "drop_reasons": dg.MetadataValue.md(total.reasons_markdown()),
             "by_source": dg.MetadataValue.md(md_table(["input", "documents", "kept", "kept share"], per_source)),
+            "filters": dg.MetadataValue.md(md_table(["filter (partitions curated this run)", "documents", "dropped",
+                                                     "drop share", "docs/s"], per_filter)),
             "sample_kept": dg.MetadataValue.md(_sample_documents(lake["filtered_documents"], "documents")),
             "sample_dropped": dg.MetadataValue.md(_sample_documents(lake["filtered_documents"], "dropped")),
             "path": dg.MetadataValue.path(str(lake["filtered_documents"])),

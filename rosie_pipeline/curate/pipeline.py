@@ -9,6 +9,8 @@ and kept in a ``dropped`` table with ``dropped_by`` for audit.
 from __future__ import annotations
 
 import json
+import time
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -31,6 +33,7 @@ from rosie_pipeline.curate.filters import (
 from rosie_pipeline.curate.text import normalize_text
 from rosie_pipeline.documents import DOCUMENT_SCHEMA
 from rosie_pipeline.ingest.records import Rejected, Row, bad, skipped
+from rosie_pipeline.stats import FilterStats
 
 #: Filter names in the order they run (cheap and decisive first, rewriting ones late).
 FILTER_ORDER = ("language", "gopher_quality", "gopher_repetition", "c4_quality", "fineweb_quality", "safety", "pii")
@@ -90,6 +93,8 @@ class Curator:
     """Applies each document's source rules; yields kept rows, dropped rows and their reasons."""
 
     rules: dict[str, RuleSet] = field(default_factory=default_rules)
+    #: Per filter name, what it did in this curator's lifetime (documents judged, dropped, seconds).
+    filter_stats: dict[str, FilterStats] = field(default_factory=lambda: defaultdict(FilterStats))
 
     def __post_init__(self) -> None:
         self._filters = {source: rules.build() for source, rules in self.rules.items()}
@@ -114,7 +119,9 @@ class Curator:
         if reason is None and not doc.text:
             reason = "empty_after_normalisation"
         for step in filters if reason is None else ():
+            started = time.perf_counter()
             reason = step(doc)
+            self.filter_stats[step.name].record(reason is not None, time.perf_counter() - started)
             if reason is not None:
                 break
         out = {**row, "text": doc.text, "lang": doc.lang or row.get("lang"),

@@ -44,6 +44,7 @@ def test_curate_and_tokenize_groups(home, instance):
     filtered = metadata("filtered_documents")
     assert 0 < filtered["documents_kept"].value < filtered["documents_in"].value
     assert "| kind | reason | records |" in filtered["drop_reasons"].value
+    assert "| language |" in filtered["filters"].value and "docs/s" in filtered["filters"].value  # per-filter stats
     kept = pl.read_parquet(home.lake / "filtered_documents" / "*" / "*" / "documents.parquet")
     assert set(kept["source"]) == {"web", "books", "reddit"} and kept["lang"].to_list().count("en") == kept.height
 

@@ -125,6 +125,17 @@ def test_curator_per_source_rules_and_audit():
     assert sorted(reasons) == ["empty", "gopher_short_doc", "too_long", "undecodable", "unknown_source"]
 
 
+def test_the_curator_counts_and_times_each_filter():
+    curator = Curator({"web": RuleSet(filters=("language", "gopher_quality"))})
+    rows = [make_document(source="web", locator=str(i), text=text)
+            for i, text in enumerate([prose_document(), PROSE[0], prose_document(2), "le chat est sur la table " * 40])]
+    reasons = [i.reason for i in curator.curate(rows) if isinstance(i, Rejected)]
+    language, gopher = curator.filter_stats["language"], curator.filter_stats["gopher_quality"]
+    assert language.seen == 4 and gopher.seen == 4 - language.dropped  # a dropped document goes no further
+    assert language.dropped + gopher.dropped == len(reasons) > 0
+    assert language.seconds > 0 and gopher.docs_per_second > 0
+
+
 def test_unknown_filter_name_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown filters"):
         Curator({"web": RuleSet(filters=("gopher_quality", "vibes"))})
