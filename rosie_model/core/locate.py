@@ -45,12 +45,14 @@ def _registry_folder(uri: str) -> Path:
     if not match:
         raise ModelNotFound(f"{uri!r} is not a registry URI; use models:/NAME@ALIAS or models:/NAME/VERSION")
     name, alias, number = match.groups()
-    mlflow.set_tracking_uri(tracking_uri())
-    client = MlflowClient()
+    # a client of its own, not mlflow.set_tracking_uri: that would also set MLFLOW_TRACKING_URI for the whole
+    # process and every process it starts (a chat that starts a trainer would send it to this store)
+    uri = tracking_uri()
+    client = MlflowClient(uri)
     try:
         registered = client.get_registered_model(name)
     except MlflowException as exc:
-        raise ModelNotFound(f"no registered model {name!r} in {tracking_uri()} (train one with `make demo` "
+        raise ModelNotFound(f"no registered model {name!r} in {uri} (train one with `make demo` "
                             "or `rosie run`)") from exc
     if alias and alias not in registered.aliases:
         known = ", ".join(f"@{a} (version {v})" for a, v in sorted(registered.aliases.items())) or "none"
@@ -65,7 +67,7 @@ def _registry_folder(uri: str) -> Path:
         cache = model_cache() / f"{name}-{version}"
         if pyfunc_model_folder(cache) is None:
             try:
-                mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(cache))
+                mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(cache), tracking_uri=uri)
             except MlflowException as exc:
                 raise ModelNotFound(f"cannot fetch models:/{name}/{version} from {location}: {exc}") from exc
         found = pyfunc_model_folder(cache)

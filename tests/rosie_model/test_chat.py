@@ -2,6 +2,7 @@
 and the errors a user can cause."""
 
 import dataclasses
+import os
 import sqlite3
 
 import pytest
@@ -269,5 +270,6 @@ def test_a_version_registered_before_the_rooms_still_loads(chat_model_dir, tmp_p
     version = client.create_model_version("rosie", source=logged.as_uri())
     client.set_registered_model_alias("rosie", "champion", version.version)
     rosie = Rosie.load("models:/rosie@champion", memory_path=tmp_path / "memory.db")
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # looking a model up does not repoint every later process
     assert rosie.loaded.folder.resolve() == (logged / "artifacts" / "model").resolve()
     assert rosie.reply(HELLO).emotion
