@@ -82,11 +82,6 @@ class FilterStats:
         self.dropped += int(dropped)
         self.seconds += seconds
 
-    def merge(self, other: FilterStats) -> None:
-        self.seen += other.seen
-        self.dropped += other.dropped
-        self.seconds += other.seconds
-
     @property
     def docs_per_second(self) -> float:
         return self.seen / self.seconds if self.seconds > 0 else 0.0

@@ -69,7 +69,7 @@ def filtered_documents(
     by_source: dict[str, StepStats] = {}
     kept_paths = []
     for asset_name in INGEST_ASSET_NAMES:
-        for key, path in committed_outputs(lake[asset_name]).items():
+        for key, path in lake.partitions(asset_name).items():
             out_dir = lake["filtered_documents"] / asset_name / key
             result = run_step(
                 lambda path=path: curator.curate(iter_rows(path)),

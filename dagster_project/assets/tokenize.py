@@ -21,7 +21,8 @@ from rosie_pipeline.dialogue.datasets import leaked_dialogues
 from rosie_pipeline.tokenize.build import build_dialogue_shards, build_pretrain_shards, build_tokenizer, iter_documents
 from rosie_pipeline.tokenize.dialogue_shards import DialogueShardOptions
 from rosie_pipeline.tokenize.shards import ShardOptions, verify_split
-from rosie_pipeline.tokenize.tokenizer import TokenizerOptions, load_tokenizer, special_token_ids, tokenizer_sha256
+from rosie_pipeline.tokenize.tokenizer import (TokenizerOptions, load_tokenizer, round_trip_problems, special_token_ids,
+                                               tokenizer_sha256)
 
 
 class TokenizerBuildConfig(dg.Config):
@@ -54,10 +55,10 @@ def rosie_tokenizer(
     tokenizer = load_tokenizer(home.tokenizer)
     texts = [text for _, text in zip(range(50), iter_documents(lake.deduplicated_files()))]
     texts = [t for _, t in texts] + ["Hi Rosie! 😀 naïve café — 東京 <|user|> ok"]
-    failures = [t[:80] for t in texts if tokenizer.decode(tokenizer.encode(t).ids, skip_special_tokens=False) != t]
+    failures, split = round_trip_problems(tokenizer, texts)
+    special_ok = not split
     chars = sum(len(t) for t in texts)
     tokens = sum(len(e.ids) for e in tokenizer.encode_batch(texts))
-    special_ok = all(len(tokenizer.encode(t).ids) == 1 for t in SPECIAL_TOKENS)
     special_token_ids(tokenizer)
     return dg.MaterializeResult(
         metadata={
@@ -242,9 +243,8 @@ def bootstrap_tokenizer(context: dg.AssetExecutionContext, config: BootstrapToke
         last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
         raise dg.Failure(f"could not prepare the tokenizer of {config.pretrained!r}: {last}")
     tokenizer = load_tokenizer(out)
-    text = "Hi Rosie! 😀 naïve café — 東京"
-    round_trip = tokenizer.decode(tokenizer.encode(text).ids, skip_special_tokens=False) == text
-    split = [t for t in SPECIAL_TOKENS if len(tokenizer.encode(t).ids) != 1]
+    failures, split = round_trip_problems(tokenizer, ["Hi Rosie! 😀 naïve café — 東京"])
+    round_trip = not failures
     return dg.MaterializeResult(
         metadata={"pretrained": json.loads(done.stdout)["pretrained"], "vocab_size": tokenizer.get_vocab_size(),
                   "sha256": tokenizer_sha256(out), "path": dg.MetadataValue.path(str(out))},

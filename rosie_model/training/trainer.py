@@ -19,6 +19,7 @@ non-zero. Launched by Dagster Pipes it reports logs and the materialization; alo
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -49,8 +50,6 @@ PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "L40
 # -- the model ----------------------------------------------------------------------------------------
 def model_config_for(config: TrainConfig, tokenizer_dir: Path) -> ModelConfig:
     """The preset, sized to the tokenizer, with its emotion list and special ids."""
-    import json
-
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))

@@ -89,6 +89,14 @@ def special_token_ids(tokenizer: Tokenizer) -> dict[str, int]:
     return ids  # type: ignore[return-value]
 
 
+def round_trip_problems(tokenizer: Tokenizer, texts: list[str]) -> tuple[list[str], list[str]]:
+    """(texts that do not decode back to themselves, cut to 80 characters; Rosie's special tokens that are not
+    one id each): what a tokenizer the models are trained with must not have."""
+    failures = [t[:80] for t in texts if tokenizer.decode(tokenizer.encode(t).ids, skip_special_tokens=False) != t]
+    split = [t for t in SPECIAL_TOKENS if len(tokenizer.encode(t).ids) != 1]
+    return failures, split
+
+
 def sample_texts(texts: Iterable[tuple[str, str]], max_chars: int, keep_permille: int = 1000) -> Iterator[str]:
     """A deterministic sample of (id, text) pairs: those whose id hashes under ``keep_permille``,
     until ``max_chars`` characters have been given."""
