@@ -3,7 +3,10 @@ quarantine and manifest atomically.
 
 The manifest is written last and names the input fingerprint and options: a re-run over an unchanged
 input with the same options is a no-op, and a run killed before the manifest leaves nothing that a
-later run would trust.
+later run would trust. :class:`Record` is that rule on its own ("is this output current?" / "commit it"),
+and every stage uses it: ingest, curation and dialogue through ``run_step``, the tokenizer
+(``training.json``), the shard builders (``build.json``); dedup, whose one manifest records every
+partition, checks each partition's entry with :func:`matches`.
 """
 
 from __future__ import annotations
@@ -61,16 +64,15 @@ def run_step(
 
     ``options`` (JSON-able settings of the step) is part of what makes an output current.
     """
-    manifest_path = out_dir / "manifest.json"
+    record = Record(out_dir / "manifest.json")
     tables = {name: out_dir / f"{name}.parquet" for name in schemas}
     expected = {
         "version": STEP_VERSION,
         "inputs": fingerprint(inputs),
         "options": json.loads(json.dumps(options, default=str)),
     }
-    previous = read_json(manifest_path)
-    if not force and _matches(previous, expected, tables.values()):
-        assert previous is not None
+    previous = None if force else record.current(expected, tables.values())
+    if previous is not None:
         return StepResult(
             StepStats.from_dict(previous["stats"]), tables, quarantine_path, previous.get("sample", []), True
         )
@@ -99,33 +101,50 @@ def run_step(
                         sample.append(_preview(item.values))
             if progress is not None and items_seen % PROGRESS_EVERY == 0:
                 progress(stats)
-    write_json_atomic(
-        manifest_path,
-        {
-            **expected,
-            "stats": stats.to_dict(),
-            "rows": {name: sink.rows_written for name, sink in sinks.items()},
-            "sample": sample,
-            "written_at": datetime.now(timezone.utc).isoformat(),
-        },
-    )
+    record.commit({
+        **expected,
+        "stats": stats.to_dict(),
+        "rows": {name: sink.rows_written for name, sink in sinks.items()},
+        "sample": sample,
+        "written_at": datetime.now(timezone.utc).isoformat(),
+    })
     return StepResult(stats, tables, quarantine_path, sample)
+
+
+def matches(record: dict[str, Any] | None, wanted: dict[str, Any], outputs: Iterable[Path] = ()) -> bool:
+    """Whether ``record`` says ``wanted`` (each of its keys equal) and every output it vouches for exists."""
+    return (
+        record is not None
+        and all(record.get(key) == value for key, value in wanted.items())
+        and all(path.exists() for path in outputs)
+    )
+
+
+@dataclass(frozen=True)
+class Record:
+    """"Is this output current?" and "commit it", for every stage: a JSON file beside an output that names
+    what it was made from (inputs, options, tokenizer…). It is written last and atomically, so an output
+    without a record, or with one naming other inputs, is never trusted."""
+
+    path: Path
+
+    def read(self) -> dict[str, Any] | None:
+        return read_json(self.path)
+
+    def current(self, wanted: dict[str, Any], outputs: Iterable[Path] = ()) -> dict[str, Any] | None:
+        """The record, when the output was made from ``wanted`` and ``outputs`` all exist; else None."""
+        found = self.read()
+        return found if matches(found, wanted, outputs) else None
+
+    def commit(self, payload: dict[str, Any]) -> None:
+        write_json_atomic(self.path, payload)
 
 
 def is_current(out_dir: Path, inputs: Iterable[Path]) -> bool:
     """True when ``out_dir`` holds a complete output for exactly these input files (any options)."""
-    manifest = read_json(out_dir / "manifest.json")
-    expected = {"version": STEP_VERSION, "inputs": fingerprint(inputs)}
-    outputs = [out_dir / f"{name}.parquet" for name in (manifest or {}).get("rows", {})]
-    return _matches(manifest, expected, outputs)
-
-
-def _matches(manifest: dict[str, Any] | None, expected: dict[str, Any], outputs: Iterable[Path]) -> bool:
-    return (
-        manifest is not None
-        and all(manifest.get(key) == value for key, value in expected.items())
-        and all(path.exists() for path in outputs)
-    )
+    record = Record(out_dir / "manifest.json")
+    outputs = [out_dir / f"{name}.parquet" for name in (record.read() or {}).get("rows", {})]
+    return record.current({"version": STEP_VERSION, "inputs": fingerprint(inputs)}, outputs) is not None
 
 
 def _preview(row: dict[str, Any]) -> dict[str, Any]:

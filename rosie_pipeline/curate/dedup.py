@@ -32,7 +32,7 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 from rosie_pipeline.atomic import read_json, write_json_atomic
 from rosie_pipeline.documents import DOCUMENT_SCHEMA
 from rosie_pipeline.parquet import ParquetSink, iter_rows
-from rosie_pipeline.step import fingerprint
+from rosie_pipeline.step import fingerprint, matches
 
 _WORD = re.compile(r"\w+")
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -255,7 +255,7 @@ def run_dedup(
         fingerprint_now = fingerprint([inputs[key]])
         previous = index.manifest["partitions"].get(key)
         outputs = [out_root / key / "documents.parquet", out_root / key / "duplicates.parquet"]
-        if not force and previous and previous["input"] == fingerprint_now and all(p.exists() for p in outputs):
+        if not force and matches(previous, {"input": fingerprint_now}, outputs):
             results.append(PartitionDedup(key, **previous["stats"], unchanged=True))
             continue
         result = PartitionDedup(key)

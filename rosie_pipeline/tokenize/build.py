@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rosie_pipeline.atomic import read_json, write_json_atomic
+from rosie_pipeline.atomic import read_json
 from rosie_pipeline.parquet import iter_rows
-from rosie_pipeline.step import committed_outputs, fingerprint
+from rosie_pipeline.step import Record, committed_outputs, fingerprint
 from rosie_pipeline.tokenize.dialogue_shards import DialogueShardOptions, write_dialogue_shards
 from rosie_pipeline.tokenize.shards import ShardOptions, write_shards
 from rosie_pipeline.tokenize.tokenizer import (
@@ -82,11 +82,12 @@ class TokenizerBuild:
 
 def build_tokenizer(inputs: TokenizerInputs, folder: Path, options: TokenizerOptions, sample_chars: int,
                     retrain: bool) -> TokenizerBuild:
-    record = read_json(folder / TRAINING_RECORD)
+    record = Record(folder / TRAINING_RECORD)
     wanted = {"options": dataclasses.asdict(options), "sample_chars": sample_chars}
-    if not retrain and record and {k: record.get(k) for k in wanted} == wanted and (folder / "tokenizer.json").exists():
+    kept = None if retrain else record.current(wanted, [folder / "tokenizer.json"])
+    if kept is not None:
         tokenizer = load_tokenizer(folder)
-        return TokenizerBuild(tokenizer_sha256(folder), tokenizer.get_vocab_size(), False, record["sampled_chars"])
+        return TokenizerBuild(tokenizer_sha256(folder), tokenizer.get_vocab_size(), False, kept["sampled_chars"])
     sampled = 0
 
     def texts() -> Iterator[str]:
@@ -101,7 +102,7 @@ def build_tokenizer(inputs: TokenizerInputs, folder: Path, options: TokenizerOpt
     if sampled == 0:
         raise ValueError("no curated documents to train the tokenizer on: materialize deduplicated_documents first")
     sha = save_tokenizer(tokenizer, folder, options)
-    write_json_atomic(folder / TRAINING_RECORD, {**wanted, "sampled_chars": sampled, "sha256": sha})
+    record.commit({**wanted, "sampled_chars": sampled, "sha256": sha})
     return TokenizerBuild(sha, tokenizer.get_vocab_size(), True, sampled)
 
 
@@ -110,11 +111,12 @@ def _rebuild_if_changed(out_dir: Path, tokenizer_dir: Path, files: list[Path], o
     """Run ``build(tokenizer_hash)`` unless the inputs, tokenizer and options match the last build."""
     tokenizer_hash = tokenizer_sha256(tokenizer_dir)
     wanted = {"inputs": fingerprint(files), "tokenizer_sha256": tokenizer_hash, "options": dataclasses.asdict(options)}
-    previous = read_json(out_dir / "build.json")
-    if not force and previous and {k: previous.get(k) for k in wanted} == wanted:
+    record = Record(out_dir / "build.json")
+    previous = None if force else record.current(wanted)
+    if previous is not None:
         return previous["manifests"], False
     manifests = build(tokenizer_hash)
-    write_json_atomic(out_dir / "build.json", {**wanted, "manifests": manifests})
+    record.commit({**wanted, "manifests": manifests})
     return manifests, True
 
 

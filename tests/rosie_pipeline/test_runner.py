@@ -6,7 +6,7 @@ import pytest
 from rosie_pipeline.documents import DOCUMENT_SCHEMA, make_document
 from rosie_pipeline.ingest.books import BookOptions
 from rosie_pipeline.ingest.records import Row, bad
-from rosie_pipeline.step import is_current, run_step
+from rosie_pipeline.step import Record, is_current, matches, run_step
 
 
 def _rows(n, fail_at=None):
@@ -45,3 +45,16 @@ def test_killed_run_leaves_no_partial_output_and_reruns_cleanly(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == []  # no temp file left behind
     result = _run(tmp_path, lambda: _rows(10_000))
     assert result.stats.records_out == 10_000 and not result.unchanged
+
+
+def test_a_record_vouches_only_for_what_it_names_and_only_once_committed(tmp_path):
+    record, output = Record(tmp_path / "build.json"), tmp_path / "out.parquet"
+    wanted = {"inputs": ["a"], "options": {"seq_len": 64}}
+    assert record.current(wanted) is None  # nothing committed yet
+    output.write_text("table")
+    record.commit({**wanted, "rows": 3})
+    assert record.current(wanted, [output]) == {**wanted, "rows": 3}
+    assert record.current({**wanted, "options": {"seq_len": 128}}, [output]) is None  # other options
+    assert record.current(wanted, [output, tmp_path / "missing.parquet"]) is None  # an output is gone
+    (tmp_path / "build.json").write_text("{half a rec")  # a damaged record is no record
+    assert record.current(wanted) is None and not matches(None, {})
