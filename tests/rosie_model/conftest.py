@@ -3,6 +3,7 @@ rosie_pipeline's code), including the dialogue columns that phases 2 and 3 use."
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,12 @@ def corpus(tmp_path_factory):
         "val": write_split(root / "pretrain" / "val", sha, plain[160:200]),
         "dialogue": write_split(root / "dialogue" / "train", sha, dialogue[:120]),
     }
+
+
+def train_env(home: Path) -> dict[str, str]:
+    """The environment a trainer subprocess runs in: this test's home, no inherited MLflow store or Pipes."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DAGSTER_PIPES_CONTEXT")}
+    return {**env, "ROSIE_HOME": str(home)}
 
 
 def train_args(corpus: dict, out_dir: Path, phase: str = "base", **settings) -> list[str]:

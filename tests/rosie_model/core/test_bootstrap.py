@@ -12,8 +12,7 @@ import torch
 from rosie_model.core.bootstrap import BootstrapRosie, BootstrapSettings, export_bootstrap, prepare_tokenizer, smollm2_gguf
 from rosie_model.serving.chat import Rosie
 from tests.pretrained import save_small_llama
-from tests.rosie_model.conftest import SEQ_LEN, train_args, write_split
-from tests.rosie_model.test_train import _env
+from tests.rosie_model.conftest import SEQ_LEN, train_args, train_env, write_split
 
 pytest.importorskip("peft")
 
@@ -69,7 +68,7 @@ def test_lora_phases_train_through_the_same_engine_and_the_model_chats(pretraine
             "val": bootstrap_data["val"]}
     for phase in ("personality", "emotion_memory"):
         args = train_args(data, out, phase, steps=3, approach="bootstrap", pretrained=str(pretrained), lora_r=4)
-        done = subprocess.run([sys.executable, "-m", "rosie_model", "train", *args], env=_env(tmp_path / "home"),
+        done = subprocess.run([sys.executable, "-m", "rosie_model", "train", *args], env=train_env(tmp_path / "home"),
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert json.loads(done.stdout.strip().splitlines()[-1])["steps"] == 3

@@ -1,7 +1,6 @@
 """The training engine run as users run it: ``python -m rosie_model train`` and ``torchrun``."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,20 +11,15 @@ import torch
 from safetensors.torch import load_file
 
 from rosie_model.training.data import DataError, Position, ShardDataset
-from tests.rosie_model.conftest import train_args
+from tests.rosie_model.conftest import train_args, train_env
 
 PYTHON = sys.executable
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DAGSTER_PIPES_CONTEXT")}
-    return {**env, "ROSIE_HOME": str(home)}
-
-
 def _train(corpus, out_dir, phase="base", launcher=(PYTHON, "-m"), **settings):
     done = subprocess.run([*launcher, "rosie_model", "train", *train_args(corpus, out_dir, phase, **settings)],
-                          env=_env(out_dir.parent / "home"), capture_output=True, text=True, timeout=600)
+                          env=train_env(out_dir.parent / "home"), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -41,7 +35,7 @@ def _same(a, b, atol=0.0):
 def test_sigterm_saves_marks_killed_and_resume_is_exact(corpus, tmp_path):
     straight = _train(corpus, tmp_path / "straight", steps=40)
     args = train_args(corpus, tmp_path / "resumed", steps=40)
-    process = subprocess.Popen([PYTHON, "-m", "rosie_model", "train", *args], env=_env(tmp_path / "home"),
+    process = subprocess.Popen([PYTHON, "-m", "rosie_model", "train", *args], env=train_env(tmp_path / "home"),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:
         if "step 3/40 " in line:
@@ -105,7 +99,7 @@ def test_two_processes_under_torchrun_match_one(corpus, tmp_path, strategy):
 
 def test_clear_errors(corpus, tmp_path):
     args = train_args(corpus, tmp_path / "m", "personality")
-    done = subprocess.run([PYTHON, "-m", "rosie_model", "train", *args], env=_env(tmp_path), capture_output=True,
+    done = subprocess.run([PYTHON, "-m", "rosie_model", "train", *args], env=train_env(tmp_path), capture_output=True,
                           text=True, timeout=300)
     assert done.returncode != 0 and "previous phase's weights" in done.stderr
     done = subprocess.run([PYTHON, "-m", "rosie_model", "train", "--phase", "base", "--set", "stepz=3"],

@@ -15,7 +15,7 @@ import pexpect
 
 from tests.servers import Browser, chromium_or_skip, free_port, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 REPLY = r"rosie \((\w+) [^)]*\)> "
 
 
