@@ -22,10 +22,27 @@ DEMO_CONFIG: dict[str, dict[str, object]] = {
     "memory_dialogues": {"count": 2500, "distractor_conversations": 300},
     "dialogue_shards": {"seq_len": 128},
     "base_model": {"steps": 60},
-    "personality_model": {"steps": 500},
-    "rosie_model": {"steps": 500, "lr": 0.002},
+    "personality_model": {"steps": 200},
+    "rosie_model": {"steps": 200, "lr": 0.002},
     "model_evaluation": {"val_permille": 200},
 }
+#: The bootstrap approach on the same data: LoRA on SmolLM2-135M-Instruct, sized for about six CPU minutes.
+DEMO_BOOTSTRAP_CONFIG: dict[str, dict[str, object]] = {
+    "personality_model": {"approach": "bootstrap", "steps": 40, "batch_size": 8, "lr": 0.001, "warmup_steps": 5},
+    "rosie_model": {"approach": "bootstrap", "steps": 30, "batch_size": 8, "lr": 0.001, "warmup_steps": 5,
+                    "replay_share": 0.5},
+}
+#: Both models are evaluated on the same sets; the checks judge the bootstrap one, the one expected to win here.
+DEMO_EVALUATION_CONFIG: dict[str, dict[str, object]] = {
+    "model_evaluation": {"val_permille": 200, "approach": "bootstrap", "compare": True, "max_rows": 64,
+                         "memory_items": 20},
+}
+#: The demo's passes: (what they materialize, with which settings).
+DEMO_PASSES: tuple[tuple[str, dict[str, dict[str, object]]], ...] = (
+    ("not group:evaluate", DEMO_CONFIG),
+    ("key:personality_model or key:rosie_model", DEMO_BOOTSTRAP_CONFIG),
+    ("group:evaluate", DEMO_EVALUATION_CONFIG),
+)
 
 
 def _run(args: argparse.Namespace, op_config: dict[str, dict[str, object]] | None = None) -> int:
@@ -67,18 +84,25 @@ def _demo(args: argparse.Namespace) -> int:
     home = RosieHome.from_env(args.home)
     home.create_layout()
     print("rosie demo: landing a small real sample (pywb's WARC captures from PyPI; conversations from the "
-          "chitchat-dataset package) and running the whole graph with the tiny preset on CPU", flush=True)
+          "chitchat-dataset package), running the whole graph with the tiny preset on CPU, then the bootstrap "
+          "approach (LoRA on SmolLM2-135M-Instruct), and evaluating and registering both", flush=True)
     warcs = pywb_sample_warcs()
     for name in PYWB_DEMO_WARCS:
         target = home.landing_dir("common_crawl") / name
         if not target.exists():
             shutil.copy(warcs / name, target)
-    status = _run(argparse.Namespace(home=args.home, selection=None), DEMO_CONFIG)
+    status = 0
+    for selection, config in DEMO_PASSES:
+        status = _run(argparse.Namespace(home=args.home, selection=selection), config)
+        if status != 0:
+            break
     if status == 0:
         print(
             "rosie demo: done.\n"
-            f"  model:       {home.models / 'rosie_model'} (registered in MLflow as models:/rosie@champion)\n"
+            f"  models:      {home.models / 'rosie_model'} (scratch), {home.models / 'rosie_bootstrap'} (bootstrap); "
+            "the better one is models:/rosie@champion\n"
             f"  evaluation:  {home.lake / 'model_evaluation' / 'results.json'}\n"
+            "  talk to her: `rosie chat`\n"
             f"  curation:    {home.lake / 'curation_report' / 'report.md'}\n"
             "  look around: `make ui` (Dagster on http://127.0.0.1:3000, MLflow on http://127.0.0.1:5000)\n"
             "Books and Reddit dumps you drop into landing/books and landing/reddit are picked up the same way."

@@ -51,16 +51,30 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+class PipesLogHandler(logging.Handler):
+    """Log records as Dagster log lines, through the Pipes session."""
+
+    def __init__(self, pipes) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.pipes = pipes
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.pipes.log.info(record.getMessage())
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from rosie_model.core.checkpoint import write_text_atomic
     from rosie_model.core.reporting import pipes_session
     from rosie_model.evaluation.evaluate import evaluate, log_to_mlflow
 
     with pipes_session() as pipes:
+        progress = logging.getLogger("rosie.evaluate")  # what the evaluation is doing, in the run's log or on stderr
+        progress.setLevel(logging.INFO)
+        progress.addHandler(PipesLogHandler(pipes) if pipes is not None else logging.StreamHandler(sys.stderr))
         results = evaluate(args.model_dir, json.loads(args.spec.read_text(encoding="utf-8")), args.max_rows)
         results["mlflow_run_id"] = log_to_mlflow(results, args.experiment)
         write_text_atomic(args.out, json.dumps(results, indent=2))
-        summary = {k: v for k, v in results.items() if k != "samples"}
+        summary = {k: v for k, v in results.items() if k != "scorecard_rows"}
         print(json.dumps(summary))
         if pipes is not None:
             pipes.log.info(f"evaluation: {json.dumps(summary)}")
@@ -104,16 +118,21 @@ def _bootstrap_tokenizer(args: argparse.Namespace) -> int:
 
 def _load_chat(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The chat model named on the command line (the home's champion by default)."""
-    from rosie_model.serving.chat import Rosie
-    from rosie_model.serving.generate import SamplingOptions
+    import dataclasses
 
+    from rosie_model.serving.chat import Rosie
+
+    given = {key: value for key, value in (("max_new_tokens", args.max_tokens), ("temperature", args.temperature),
+                                           ("top_k", args.top_k), ("top_p", args.top_p),
+                                           ("repetition_penalty", args.repetition_penalty), ("seed", args.seed))
+             if value is not None}
+    print(f"rosie: loading {args.model}{' (int8)' if args.int8 else ''}…", flush=True)
+    rosie = Rosie.load(args.model, int8=args.int8)  # with the sampling settings chosen for this model
     try:
-        options = SamplingOptions(max_new_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
-                                  top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed)
+        rosie.options = dataclasses.replace(rosie.options, **given)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    print(f"rosie: loading {args.model}{' (int8)' if args.int8 else ''}…", flush=True)
-    return Rosie.load(args.model, int8=args.int8, options=options)
+    return rosie
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -159,12 +178,13 @@ def _chat_arguments(command: argparse.ArgumentParser) -> None:
                          help="a model folder or registry URI (default: models:/rosie@champion of this home)")
     command.add_argument("--user", default="local", help="whose long-term memory to use (default: local)")
     command.add_argument("--int8", action="store_true", help="dynamic int8 quantization for faster CPU replies")
-    command.add_argument("--max-tokens", type=int, default=64)
-    command.add_argument("--temperature", type=float, default=0.7)
-    command.add_argument("--top-k", type=int, default=40)
-    command.add_argument("--top-p", type=float, default=0.9)
-    command.add_argument("--repetition-penalty", type=float, default=1.15)
-    command.add_argument("--seed", type=int, default=None)
+    # unset: the settings chosen for the model when it was evaluated (its sampling.json), else the defaults
+    command.add_argument("--max-tokens", type=int)
+    command.add_argument("--temperature", type=float)
+    command.add_argument("--top-k", type=int)
+    command.add_argument("--top-p", type=float)
+    command.add_argument("--repetition-penalty", type=float)
+    command.add_argument("--seed", type=int)
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:

@@ -62,22 +62,87 @@ SPECIAL_TOKENS: tuple[str, ...] = (
 
 ROLES = ("system", "user", "rosie", "event")
 
-#: The same rendering as :func:`render_text`, as a Jinja template (``messages`` of role/content/emotion,
-#: ``memory`` optional, ``add_generation_prompt`` for inference).
-CHAT_TEMPLATE = (
-    "{%- set nl = '\\n' -%}"
-    "{%- for message in messages -%}"
-    "{%- if message.role == 'system' -%}<|system|>{{ message.content }}{{ nl }}"
-    "{%- if memory is defined and memory -%}{%- for fact in memory -%}<|memory|>{{ fact }}{{ nl }}{%- endfor -%}{%- endif -%}"
-    "{%- elif message.role == 'user' -%}<|user|>{{ message.content }}{{ nl }}"
-    "{%- elif message.role == 'event' -%}<|event:{{ message.content }}|>{{ nl }}"
-    "{%- elif message.role == 'rosie' or message.role == 'assistant' -%}"
-    "<|rosie|><|emotion:{{ message.emotion or 'neutral' }}|>{{ message.content }}{{ nl }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}<|rosie|>{%- else -%}<|endoftext|>{%- endif -%}"
-)
+#: How a desktop event reads in a chat markup that has no token for it (the event token stays in front).
+EVENT_ACTIONS = {"drag": "*drags you across the screen*", "drop": "*lets go of you*", "poke": "*pokes you*",
+                 "pet": "*pets you gently*", "tickle": "*tickles you*", "idle": "*has been quiet for a while*",
+                 "wake": "*wakes you up*", "sleep": "*says it is time to sleep*"}
 
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """How turns become text around Rosie's emotion, event and memory tokens.
+
+    ``rosie`` is her own markup (speaker tokens); ``chatml`` is the markup instruction-tuned models such as
+    SmolLM2 were trained on, so on the bootstrap path the pretrained model reads a conversation as it
+    learned to and keeps its manners from the first step. Placeholders: ``{text}``, ``{event}``,
+    ``{action}``, ``{fact}``. Her turn is ``rosie_open`` (the generation prompt), her emotion token,
+    ``reply_start`` and her words, closed by ``rosie_close``; in ChatML the emotion token comes before
+    ``<|im_start|>assistant``, so her words start exactly where the pretrained model's replies always did.
+    ``stops`` end Rosie's turn when she generates them."""
+
+    name: str
+    system: str
+    user: str
+    event: str
+    rosie_open: str
+    reply_start: str
+    rosie_close: str
+    memory_open: str
+    memory_line: str
+    memory_close: str
+    stops: tuple[str, ...]
+
+
+ROSIE_FORMAT = ChatFormat(
+    name="rosie", system=f"{SYSTEM}{{text}}\n", user=f"{USER}{{text}}\n", event="<|event:{event}|>\n",
+    rosie_open=ROSIE, reply_start="", rosie_close="\n", memory_open="", memory_line=f"{MEMORY}{{fact}}\n", memory_close="",
+    stops=(EOS, USER, SYSTEM, ROSIE, MEMORY, *(f"<|event:{e}|>" for e in EVENTS)))
+CHATML_FORMAT = ChatFormat(
+    name="chatml", system="<|im_start|>system\n{text}<|im_end|>\n", user="<|im_start|>user\n{text}<|im_end|>\n",
+    event="<|im_start|>user\n<|event:{event}|>{action}<|im_end|>\n", rosie_open="", reply_start="<|im_start|>assistant\n",
+    rosie_close="<|im_end|>\n", memory_open="<|im_start|>system\nWhat you remember about the user:",
+    memory_line="\n- {fact}", memory_close="<|im_end|>\n",
+    stops=("<|im_end|>", "<|im_start|>", EOS, MEMORY, *(f"<|event:{e}|>" for e in EVENTS)))
+CHAT_FORMATS = {f.name: f for f in (ROSIE_FORMAT, CHATML_FORMAT)}
+
+
+def chat_format_for(vocabulary: set[str] | dict[str, int]) -> ChatFormat:
+    """The markup a tokenizer's model already knows: ChatML when it has those tokens, else Rosie's own."""
+    return CHATML_FORMAT if {"<|im_start|>", "<|im_end|>"} <= set(vocabulary) else ROSIE_FORMAT
+
+
+def chat_template(fmt: ChatFormat) -> str:
+    """``fmt`` as a Jinja chat template (``messages`` of role/content/emotion, ``memory`` optional,
+    ``add_generation_prompt`` for inference) that renders exactly like :func:`render_text`."""
+    def literal(text: str) -> str:  # whitespace control strips bare newlines next to tags
+        return text.replace("\n", "{{ nl }}")
+
+    def fill(pattern: str, **values: str) -> str:
+        return literal(pattern.format(**values))
+
+    actions = ", ".join(f"'{k}': '{v}'" for k, v in EVENT_ACTIONS.items())
+    return (
+        "{%- set nl = '\\n' -%}"
+        f"{{%- set actions = {{{actions}}} -%}}"
+        "{%- for message in messages -%}"
+        "{%- if message.role == 'system' -%}" + fill(fmt.system, text="{{ message.content }}")
+        + "{%- if memory is defined and memory -%}" + literal(fmt.memory_open)
+        + "{%- for fact in memory -%}" + fill(fmt.memory_line, fact="{{ fact }}") + "{%- endfor -%}"
+        + literal(fmt.memory_close) + "{%- endif -%}"
+        "{%- elif message.role == 'user' -%}" + fill(fmt.user, text="{{ message.content }}")
+        + "{%- elif message.role == 'event' -%}"
+        + fill(fmt.event, event="{{ message.content }}", action="{{ actions[message.content] }}")
+        + "{%- elif message.role == 'rosie' or message.role == 'assistant' -%}" + literal(fmt.rosie_open)
+        + "<|emotion:{{ message.emotion or 'neutral' }}|>" + literal(fmt.reply_start) + "{{ message.content }}"
+        + literal(fmt.rosie_close)
+        + "{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}" + literal(fmt.rosie_open) + "{%- else -%}" + EOS + "{%- endif -%}"
+    )
+
+
+#: Rosie's own markup as a Jinja template (what her tokenizer carries).
+CHAT_TEMPLATE = chat_template(ROSIE_FORMAT)
 
 @dataclass(frozen=True)
 class Turn:
@@ -96,28 +161,35 @@ class Turn:
             emotion_token(self.emotion or "neutral")
 
 
-def render_segments(turns: list[Turn], memory: list[str] | None = None,
-                    add_generation_prompt: bool = False) -> list[tuple[str, bool]]:
+def render_segments(turns: list[Turn], memory: list[str] | None = None, add_generation_prompt: bool = False,
+                    fmt: ChatFormat = ROSIE_FORMAT) -> list[tuple[str, bool]]:
     """The rendered text as (piece, is Rosie's) pieces, in order; Rosie's pieces are what the loss
-    covers (her emotion token, her words and the newline that ends her turn)."""
+    covers (her emotion token, her words and what closes her turn)."""
     pieces: list[tuple[str, bool]] = []
     for turn in turns:
         if turn.role == "system":
-            pieces.append((f"{SYSTEM}{turn.text}\n", False))
-            pieces += [(f"{MEMORY}{fact}\n", False) for fact in memory or []]
+            pieces.append((fmt.system.format(text=turn.text), False))
+            if memory:
+                pieces.append((render_memory(memory, fmt), False))
         elif turn.role == "user":
-            pieces.append((f"{USER}{turn.text}\n", False))
+            pieces.append((fmt.user.format(text=turn.text), False))
         elif turn.role == "event":
-            pieces.append((f"{event_token(turn.text)}\n", False))
+            pieces.append((fmt.event.format(event=turn.text, action=EVENT_ACTIONS[turn.text]), False))
         else:
-            pieces.append((ROSIE, False))
-            pieces.append((f"{emotion_token(turn.emotion or 'neutral')}{turn.text}\n", True))
-    pieces.append((ROSIE, False) if add_generation_prompt else (EOS, False))
+            pieces.append((fmt.rosie_open, False))
+            pieces.append((f"{emotion_token(turn.emotion or 'neutral')}{fmt.reply_start}{turn.text}{fmt.rosie_close}", True))
+    pieces.append((fmt.rosie_open, False) if add_generation_prompt else (EOS, False))
     return pieces
 
 
-def render_text(turns: list[Turn], memory: list[str] | None = None, add_generation_prompt: bool = False) -> str:
-    return "".join(piece for piece, _ in render_segments(turns, memory, add_generation_prompt))
+def render_memory(facts: list[str], fmt: ChatFormat = ROSIE_FORMAT) -> str:
+    """The block of remembered facts that follows the system block (when memory travels in the context)."""
+    return fmt.memory_open + "".join(fmt.memory_line.format(fact=fact) for fact in facts) + fmt.memory_close
+
+
+def render_text(turns: list[Turn], memory: list[str] | None = None, add_generation_prompt: bool = False,
+                fmt: ChatFormat = ROSIE_FORMAT) -> str:
+    return "".join(piece for piece, _ in render_segments(turns, memory, add_generation_prompt, fmt))
 
 
 def as_messages(turns: list[Turn]) -> list[dict[str, str | None]]:

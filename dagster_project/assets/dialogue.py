@@ -100,8 +100,11 @@ def _materialize(context: dg.AssetExecutionContext, rosie: RosieHomeResource, co
     )
 
 
-def _seed_file() -> Path:
-    return Path(str(resources.files("rosie_pipeline.dialogue").joinpath("data/seed.yaml")))
+def _seed_files() -> list[Path]:
+    """The data the generators expand (seed exchanges, knowledge answers) and the scorecard they must keep out:
+    inputs, so editing any of them rebuilds the dialogues."""
+    generated = sorted(Path(str(resources.files("rosie_pipeline.dialogue").joinpath("data"))).glob("*.yaml"))
+    return [*generated, Path(str(resources.files("rosie_pipeline").joinpath("data/scorecard.yaml")))]
 
 
 @dg.asset(group_name="dialogue", deps=["reddit_threads"], check_specs=_checks("personality_dialogues"),
@@ -113,7 +116,7 @@ def personality_dialogues(context: dg.AssetExecutionContext, config: Personality
     home = rosie.home
     options = dataclass_from_config(config, PersonalityOptions)
     registry = PersonaRegistry(Lake(home)["personality_dialogues"] / "personas.json", options.personas)
-    inputs = [_seed_file(), *[p for p in landing_files(home) if p.suffix.lower() in PERSONALITY_FORMS]]
+    inputs = [*_seed_files(), *[p for p in landing_files(home) if p.suffix.lower() in PERSONALITY_FORMS]]
     reddit = rosie.lake.reddit_candidates() if options.use_reddit else []
     inputs += reddit
     outcome = _materialize(context, rosie, config, lambda: build_personality(home, options, registry, reddit), inputs,
@@ -139,7 +142,7 @@ def emotion_dialogues(context: dg.AssetExecutionContext, config: EmotionConfig,
 def memory_dialogues(context: dg.AssetExecutionContext, config: MemoryConfig,
                      rosie: RosieHomeResource) -> dg.MaterializeResult:
     options = dataclass_from_config(config, MemoryOptions)
-    return _materialize(context, rosie, config, lambda: build_memory(options), [_seed_file()], options)
+    return _materialize(context, rosie, config, lambda: build_memory(options), _seed_files(), options)
 
 
 DIALOGUE_ASSETS = [personality_dialogues, emotion_dialogues, memory_dialogues]

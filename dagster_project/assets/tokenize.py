@@ -22,7 +22,7 @@ from rosie_pipeline.tokenize.build import build_dialogue_shards, build_pretrain_
 from rosie_pipeline.tokenize.dialogue_shards import DialogueShardOptions
 from rosie_pipeline.tokenize.shards import ShardOptions, verify_split
 from rosie_pipeline.tokenize.tokenizer import (TokenizerOptions, load_tokenizer, round_trip_problems, special_token_ids,
-                                               tokenizer_sha256)
+                                               tokenizer_sha256, use_native_chat_format)
 
 
 class TokenizerBuildConfig(dg.Config):
@@ -229,8 +229,9 @@ class BootstrapTokenizerConfig(dg.Config):
     kinds={"huggingface"},
     check_specs=[dg.AssetCheckSpec("rosie_tokens", asset="bootstrap_tokenizer",
                                    description="Rosie's special tokens are single ids; text round-trips.")],
-    description="The bootstrap approach's tokenizer: the pretrained model's own, plus Rosie's special tokens and "
-    "chat template (its words keep their ids). Made by rosie_model in a process of its own.",
+    description="The bootstrap approach's tokenizer: the pretrained model's own, plus Rosie's special tokens (its "
+    "words keep their ids), with the chat markup the pretrained model was tuned on (ChatML for SmolLM2) around "
+    "Rosie's emotion, event and memory tokens. Made by rosie_model in a process of its own.",
 )
 def bootstrap_tokenizer(context: dg.AssetExecutionContext, config: BootstrapTokenizerConfig,
                         rosie: RosieHomeResource) -> dg.MaterializeResult:
@@ -242,12 +243,14 @@ def bootstrap_tokenizer(context: dg.AssetExecutionContext, config: BootstrapToke
     if done.returncode != 0:
         last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
         raise dg.Failure(f"could not prepare the tokenizer of {config.pretrained!r}: {last}")
+    fmt = use_native_chat_format(out)
+    context.log.info(f"bootstrap tokenizer uses the {fmt.name} chat markup")
     tokenizer = load_tokenizer(out)
     failures, split = round_trip_problems(tokenizer, ["Hi Rosie! 😀 naïve café — 東京"])
     round_trip = not failures
     return dg.MaterializeResult(
         metadata={"pretrained": json.loads(done.stdout)["pretrained"], "vocab_size": tokenizer.get_vocab_size(),
-                  "sha256": tokenizer_sha256(out), "path": dg.MetadataValue.path(str(out))},
+                  "sha256": tokenizer_sha256(out), "chat_format": fmt.name, "path": dg.MetadataValue.path(str(out))},
         check_results=[dg.AssetCheckResult(check_name="rosie_tokens", passed=round_trip and not split,
                                            metadata={"round_trip": round_trip, "split_tokens": ", ".join(split) or "none"})],
     )

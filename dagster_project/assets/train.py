@@ -122,7 +122,7 @@ def run_phase(context: dg.AssetExecutionContext, config: TrainPhaseConfig, rosie
         "batch_size": config.batch_size, "grad_accum": config.grad_accum, "lr": config.lr,
         "warmup_steps": config.warmup_steps, "dtype": config.dtype,
         "gradient_checkpointing": config.gradient_checkpointing, "log_every": max(1, config.steps // 20),
-        "eval_every": max(1, config.steps // 4), "checkpoint_every": max(1, config.steps // 4),
+        "eval_every": max(1, config.steps // 2), "checkpoint_every": max(1, config.steps // 4),
         "experiment": f"rosie-{phase.phase}", "fresh": config.fresh,
     }
     replay = _split_or_none(root, phase.replay_split)

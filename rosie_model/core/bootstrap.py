@@ -41,6 +41,10 @@ PHASE_TRAINS = {
 }
 
 
+#: How many positions before her turn the emotion head reads (their mean).
+EMOTION_WINDOW = 16
+
+
 @dataclass
 class BootstrapSettings:
     """Where the pretrained model is and how it is adapted (saved as ``bootstrap.json``)."""
@@ -52,6 +56,13 @@ class BootstrapSettings:
     lora_dropout: float = 0.1
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     n_personas: int = 8
+    #: Adapt only the top ``lora_layers`` layers (0: all). With the token rows frozen too, nothing below them
+    #: needs a gradient, so a step costs about half (the defaults here are what folders written before these
+    #: settings existed were trained with; the trainer passes its own).
+    lora_layers: int = 0
+    #: Train the embedding rows of Rosie's tokens; frozen, they keep their start (the embedding of the word
+    #: each names, e.g. "happy" for ``<|emotion:happy|>``).
+    train_token_rows: bool = True
 
     def save(self, path: Path) -> None:
         write_text_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
@@ -132,6 +143,19 @@ def _write_if_changed(path: Path, text: str) -> None:
         write_text_atomic(path, text)
 
 
+@torch.no_grad()
+def _start_from_words(embedding: torch.Tensor, tokenizer: Any, old_vocab: int) -> None:
+    """Each added token (``<|emotion:happy|>``, ``<|event:poke|>``, ``<|memory|>``) starts as the mean embedding of
+    the word it names, so a few hundred steps suffice for the model to read and predict it."""
+    for token, index in tokenizer.get_vocab().items():
+        if index < old_vocab or not (token.startswith("<|") and token.endswith("|>")):
+            continue
+        word = token[2:-2].rsplit(":", 1)[-1]
+        ids = [i for i in tokenizer.encode(f" {word}", add_special_tokens=False).ids if i < old_vocab]
+        if ids:
+            embedding[index] = embedding[ids].mean(0)
+
+
 class BootstrapRosie(nn.Module):
     """A pretrained causal LM with LoRA, Rosie's tokens, emotion head and personas."""
 
@@ -147,14 +171,17 @@ class BootstrapRosie(nn.Module):
         tokenizer_config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
         old_vocab = base.get_input_embeddings().weight.shape[0]
         base.resize_token_embeddings(tokenizer.get_vocab_size(), mean_resizing=True)
+        _start_from_words(base.get_input_embeddings().weight, tokenizer, old_vocab)
         specials = [tokenizer_config["eos_token"], tokenizer_config["pad_token"],
                     *tokenizer_config["additional_special_tokens"]]
         special_ids = sorted({tokenizer.token_to_id(t) for t in specials})
         # Rosie's tokens must be told apart: their rows train (all start from the mean embedding)
         new_rows = sorted(set(special_ids) | set(range(old_vocab, tokenizer.get_vocab_size())))
+        layers = base.config.num_hidden_layers
+        adapted = list(range(layers - settings.lora_layers, layers)) if 0 < settings.lora_layers < layers else None
         lora = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                          target_modules=list(settings.target_modules), bias="none",
-                          trainable_token_indices=new_rows)
+                          target_modules=list(settings.target_modules), bias="none", layers_to_transform=adapted,
+                          trainable_token_indices=new_rows if settings.train_token_rows else None)
         self.lm = get_peft_model(base, lora)
         hf = base.config
         self.config = ModelConfig(
@@ -174,6 +201,20 @@ class BootstrapRosie(nn.Module):
         nn.init.zeros_(self.emotion_head.bias)
         self.output_head: nn.Module | None = None
         self.gradient_checkpointing = False
+        # the persona joins where adaptation starts: at the embeddings, or at the first adapted layer, so that
+        # no gradient has to flow through the frozen layers below
+        self.persona_layer = adapted[0] if adapted and not settings.train_token_rows else 0
+        self._persona_now: torch.Tensor | None = None
+        if self.persona_layer:
+            self.trunk.layers[self.persona_layer].register_forward_pre_hook(self._add_persona, with_kwargs=True)
+
+    def _add_persona(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self._persona_now is None:
+            return None
+        if args:
+            return (args[0] + self._persona_now.to(args[0].dtype), *args[1:]), kwargs
+        kwargs["hidden_states"] = kwargs["hidden_states"] + self._persona_now.to(kwargs["hidden_states"].dtype)
+        return args, kwargs
 
     @property
     def trunk(self) -> nn.Module:
@@ -195,11 +236,16 @@ class BootstrapRosie(nn.Module):
         if memory is not None:
             raise ValueError("the bootstrap model reads memory from a <|memory|> context block, not a memory bank")
         embeds = self.tok_emb(input_ids)
-        if persona is not None:
-            embeds = embeds + self.persona(persona)[:, None, :].to(embeds.dtype)
+        vector = self.persona(persona)[:, None, :] if persona is not None else None   # (B, 1, D)
+        if vector is not None and not self.persona_layer:
+            embeds = embeds + vector.to(embeds.dtype)
+        self._persona_now = vector if self.persona_layer else None
         if self.gradient_checkpointing and self.training and not self.trunk.is_activation_checkpointing:
             self.lm.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        out = self.trunk(inputs_embeds=embeds, past_key_values=cache, use_cache=cache is not None)
+        try:
+            out = self.trunk(inputs_embeds=embeds, cache=cache, use_cache=cache is not None)
+        finally:
+            self._persona_now = None  # the hook's input for this call only (and no graph kept on the module)
         return out.last_hidden_state
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -208,9 +254,14 @@ class BootstrapRosie(nn.Module):
         return self.lm.get_output_embeddings()(hidden)
 
     def emotion_logits(self, hidden: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:
-        """As the scratch model: read where Rosie's turn starts (see ``Rosie.emotion_logits``)."""
-        first = turn_mask & (turn_mask.cumsum(dim=1) == 1)
-        return self.emotion_head((hidden * first.to(hidden.dtype).unsqueeze(-1)).sum(1))
+        """Read before Rosie's turn starts, as the scratch model does, but over the last ``EMOTION_WINDOW``
+        positions (the end of the user's message and its closing markup): in ChatML the state right before her
+        turn only has to predict ``<|im_start|>`` and tells little about the message."""
+        start = (turn_mask & (turn_mask.cumsum(dim=1) == 1)).float().argmax(dim=1)        # (B,)
+        positions = torch.arange(hidden.shape[1], device=hidden.device)[None, :]           # (1, T)
+        window = (positions <= start[:, None]) & (positions > start[:, None] - EMOTION_WINDOW)
+        weights = window.to(hidden.dtype).unsqueeze(-1)                                   # (B, T, 1)
+        return self.emotion_head((hidden * weights).sum(1) / weights.sum(1).clamp(min=1))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -8,6 +8,7 @@ read and publish it) and serving (which loads it), so its file names are spelled
     weights/base.safetensors    after phase 1 (scratch only)
     weights/personality.safetensors, weights/final.safetensors   after phases 2 and 3
     bootstrap.json              bootstrap approach only: the pretrained source and LoRA settings
+    sampling.json               the sampling settings chosen on the evaluation's tuning prompts
     adapters/, merged/          bootstrap approach only: peft adapters and a plain transformers model
     checkpoints/<phase>/step-NNNNNNNN/   resumable training state
 """
@@ -69,6 +70,10 @@ class ModelFolder:
     @property
     def bootstrap(self) -> Path:
         return self.root / "bootstrap.json"
+
+    @property
+    def sampling(self) -> Path:
+        return self.root / "sampling.json"
 
     @property
     def is_bootstrap(self) -> bool:

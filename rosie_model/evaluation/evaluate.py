@@ -1,21 +1,25 @@
-"""Evaluating a trained Rosie: perplexity per source, emotion accuracy and macro-F1, memory recall,
-persona consistency, and sample replies to fixed prompts.
+"""Evaluating a trained Rosie: the scorecard (talking to her), bits per byte on held-out human
+conversations, and likelihood diagnostics (perplexity per source, emotion accuracy and macro-F1, memory
+and persona multiple choice).
 
     python -m rosie_model evaluate --model-dir DIR --spec eval_spec.json --out results.json
 
-The spec (written by the pipeline) names: ``texts`` (JSON lines of source/text from held-out documents),
-``dialogue_val`` and ``emotion_set`` (dialogue shard splits), ``memory_set`` (JSON lines: messages,
-memory, choices, answer). Multiple-choice metrics compare the likelihood of each candidate reply, so
-they measure what the model knows even when its sampling is still rough. Results go to a JSON file,
-to MLflow, and (under Dagster) to the run's log through Pipes.
+The spec (written by the pipeline) names: ``scorecard`` (the prompts of :mod:`.scorecard`),
+``conversations`` (JSON lines of held-out human conversations), ``texts`` (JSON lines of source/text from
+held-out documents), ``dialogue_val`` and ``emotion_set`` (dialogue shard splits), ``memory_set`` (JSON
+lines: messages, memory, choices, answer). The scorecard is what decides; the likelihood measures compare
+candidate replies and stay as diagnostics, since templates memorised would win them. Results go to a JSON
+file, to MLflow, and (under Dagster) to the run's log through Pipes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +28,12 @@ import torch.nn.functional as F
 
 from rosie_model.core.layout import ModelFolder
 from rosie_model.core.reporting import ensure_experiment
-from rosie_model.training.data import Position, ShardDataset, collate
-from rosie_model.serving.generate import GREEDY, LoadedRosie, generate, load_rosie
+from rosie_model.training.data import Position, ShardDataset, collate, used_width
+from rosie_model.core.checkpoint import write_text_atomic
+from rosie_model.evaluation.scorecard import run_scorecard, tune_sampling
+from rosie_model.serving.generate import LoadedRosie, load_rosie, sampling_defaults
 
-SAMPLE_PROMPTS: list[tuple[str, list[dict[str, Any]]]] = [
-    ("greeting", [{"role": "user", "content": "Hello!"}]),
-    ("drag event", [{"role": "event", "content": "drag"}]),
-    ("a question", [{"role": "user", "content": "What's the capital of France?"}]),
-    ("a sad user", [{"role": "user", "content": "I'm feeling sad today"}]),
-]
+log = logging.getLogger("rosie.evaluate")
 PERSONA_PROMPTS = ("What's your name?", "Who are you?", "Tell me your name")
 OTHER_NAMES = ("Bella", "Max", "Luna")
 
@@ -42,11 +43,27 @@ def system_message(rosie: LoadedRosie) -> list[dict[str, Any]]:
     return [{"role": "system", "content": prompt}] if prompt else []
 
 
+@dataclass
+class TextLoss:
+    nats: float = 0.0
+    tokens: int = 0
+    bytes: int = 0
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nats / self.tokens) if self.tokens else float("nan")
+
+    @property
+    def bits_per_byte(self) -> float:
+        """Comparable across tokenizers (the scratch and the bootstrap models)."""
+        return self.nats / math.log(2) / self.bytes if self.bytes else float("nan")
+
+
 @torch.no_grad()
-def text_perplexity(rosie: LoadedRosie, texts: list[str]) -> float:
-    """exp(mean token loss) over documents, each cut into windows of the model's context."""
+def text_loss(rosie: LoadedRosie, texts: list[str]) -> TextLoss:
+    """The language model's loss over plain texts, each cut into windows of the model's context."""
     model, eos = rosie.model, rosie.model.config.eos_id
-    total, count = 0.0, 0
+    total, count, size = 0.0, 0, 0
     window = model.config.max_seq_len + 1
     for text in texts:
         ids = rosie.tokenizer.encode(text, add_special_tokens=False).ids + [eos]
@@ -57,7 +74,8 @@ def text_perplexity(rosie: LoadedRosie, texts: list[str]) -> float:
             logits = model.lm_logits(model(chunk[:, :-1])).float()
             total += float(F.cross_entropy(logits[0], chunk[0, 1:], reduction="sum"))
             count += chunk.shape[1] - 1
-    return math.exp(total / count) if count else float("nan")
+        size += len(text.encode("utf-8"))
+    return TextLoss(total, count, size)
 
 
 @torch.no_grad()
@@ -68,16 +86,17 @@ def shard_metrics(rosie: LoadedRosie, folder: Path, max_rows: int) -> dict[str, 
     over the UTF-8 bytes of the target text) also compares the scratch and bootstrap approaches."""
     model = rosie.model
     data = ShardDataset(folder)
-    total, count, target_bytes, truth, predicted, token_predicted = 0.0, 0, 0, [], [], []
-    emotion_ids = [rosie.token_id(f"<|emotion:{name}|>") for name in model.config.emotions]
+    total, count, target_bytes, truth, predicted = 0.0, 0, 0, [], []
+    fed = 1 + len(rosie.reply_start_ids)  # her emotion token and what follows it are fed, not predicted
     rows = (item for item, _ in data.rows_from(Position(), seed=0))
     remaining = min(max_rows, data.rows)
     while remaining > 0:
         batch_rows = [next(rows) for _ in range(min(16, remaining))]
         remaining -= len(batch_rows)
         batch = collate(batch_rows)
-        tokens = batch["tokens"]
-        mask = batch["loss_mask"][:, 1:] & (tokens[:, 1:] != model.config.pad_id)
+        width = used_width(batch["tokens"], model.config.pad_id)
+        tokens = batch["tokens"][:, :width]                      # columns of padding only are cut off
+        mask = batch["loss_mask"][:, 1:width] & (tokens[:, 1:] != model.config.pad_id)
         memory = batch.get("memory")
         bank = bank_mask = None
         if memory is not None and model.config.memory_layers:
@@ -86,9 +105,10 @@ def shard_metrics(rosie: LoadedRosie, folder: Path, max_rows: int) -> dict[str, 
         hidden = model(tokens[:, :-1], persona=batch.get("persona"), memory=bank, memory_mask=bank_mask)
         logits = model.lm_logits(hidden).float()
         losses = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
-        total += float((losses * mask).sum())
-        count += int(mask.sum())
-        for row, row_mask in zip(tokens[:, 1:].tolist(), mask.tolist()):
+        spoken = mask & (mask.cumsum(dim=1) > fed)
+        total += float((losses * spoken).sum())
+        count += int(spoken.sum())
+        for row, row_mask in zip(tokens[:, 1:].tolist(), spoken.tolist()):
             target = [token for token, kept in zip(row, row_mask) if kept]
             target_bytes += len(rosie.tokenizer.decode(target, skip_special_tokens=False).encode("utf-8"))
         labels = batch.get("emotion")
@@ -96,14 +116,9 @@ def shard_metrics(rosie: LoadedRosie, folder: Path, max_rows: int) -> dict[str, 
             keep = labels >= 0
             truth += labels[keep].tolist()
             predicted += model.emotion_logits(hidden, mask).argmax(-1)[keep].tolist()
-            # what the language model itself would open her turn with: its pick among the emotion tokens
-            first = (mask & (mask.cumsum(dim=1) == 1)).float().argmax(dim=1)
-            start_logits = logits[torch.arange(len(first)), first][:, emotion_ids]
-            token_predicted += start_logits.argmax(-1)[keep].tolist()
     return {"perplexity": math.exp(total / count) if count else float("nan"),
             "bits_per_byte": total / math.log(2) / target_bytes if target_bytes else float("nan"),
-            "truth": truth, "predicted": predicted,
-            "token_predicted": token_predicted, "rows": len(truth)}
+            "truth": truth, "predicted": predicted, "rows": len(truth)}
 
 
 def macro_f1(truth: list[int], predicted: list[int], labels: int) -> float:
@@ -135,8 +150,8 @@ def multiple_choice(rosie: LoadedRosie, items: list[dict[str, Any]]) -> float:
     for item in items:
         in_context = item.get("memory") if not rosie.model.config.memory_layers else None  # bootstrap path
         prompt = rosie.render(item["messages"], memory=in_context, add_generation_prompt=True)
-        scores = [choice_loglik(rosie, prompt, f"<|emotion:{item.get('emotion', 'happy')}|>{c}\n", item.get("memory"))
-                  for c in item["choices"]]
+        opening = f"<|emotion:{item.get('emotion', 'happy')}|>{rosie.settings.get('rosie_reply_start', '')}"
+        scores = [choice_loglik(rosie, prompt, opening + c, item.get("memory")) for c in item["choices"]]
         right += int(max(range(len(scores)), key=scores.__getitem__) == item["answer"])
     return right / len(items) if items else float("nan")
 
@@ -146,17 +161,40 @@ def persona_items(rosie: LoadedRosie) -> list[dict[str, Any]]:
              "choices": [f"I'm {name}!" for name in ("Rosie", *OTHER_NAMES)], "answer": 0} for q in PERSONA_PROMPTS]
 
 
+def read_lines(path: str | None) -> list[dict[str, Any]]:
+    if not path or not Path(path).exists():
+        return []
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def evaluate(model_dir: Path, spec: dict[str, Any], max_rows: int = 512) -> dict[str, Any]:
     rosie = load_rosie(model_dir)
     torch.manual_seed(0)
-    results: dict[str, Any] = {"model_dir": str(model_dir),
-                               "approach": "bootstrap" if ModelFolder(model_dir).is_bootstrap else "scratch"}
+    folder = ModelFolder(model_dir)
+    results: dict[str, Any] = {"model_dir": str(model_dir), "approach": "bootstrap" if folder.is_bootstrap else "scratch"}
+    if spec.get("scorecard") and Path(spec["scorecard"]).exists():
+        full = json.loads(Path(spec["scorecard"]).read_text(encoding="utf-8"))
+        options = dataclasses.replace(sampling_defaults(folder), seed=0)
+        if full.get("tuning"):
+            log.info("choosing sampling settings on the scorecard's tuning prompts")
+            options, tried = tune_sampling(rosie, full["tuning"])
+            write_text_atomic(folder.sampling, json.dumps({**dataclasses.asdict(options), "seed": None}, indent=2) + "\n")
+            results["sampling_tuning"] = tried
+        log.info(f"scorecard: talking to Rosie ({options})")
+        card = run_scorecard(rosie, full, options, progress=log.info)
+        results |= {f"scorecard_{k}": v for k, v in card["scores"].items()}
+        results["scorecard_leaked_replies"] = card["leaked_replies"]
+        results["scorecard_rows"] = card["rows"]
+        results["sampling"] = dataclasses.asdict(options)
+    conversations = [item["text"] for item in read_lines(spec.get("conversations"))]
+    if conversations:
+        log.info(f"bits per byte on {len(conversations)} held-out human conversations")
+        results["conversation_bits_per_byte"] = text_loss(rosie, conversations).bits_per_byte
     texts: dict[str, list[str]] = {}
-    if spec.get("texts") and Path(spec["texts"]).exists():
-        for line in Path(spec["texts"]).read_text(encoding="utf-8").splitlines():
-            item = json.loads(line)
-            texts.setdefault(item["source"], []).append(item["text"])
-    results["perplexity"] = {source: text_perplexity(rosie, items) for source, items in sorted(texts.items())}
+    for item in read_lines(spec.get("texts")):
+        texts.setdefault(item["source"], []).append(item["text"])
+    log.info("likelihood diagnostics: perplexity, emotion, memory and persona choices")
+    results["perplexity"] = {source: text_loss(rosie, items).perplexity for source, items in sorted(texts.items())}
     if spec.get("dialogue_val"):
         dialogue = shard_metrics(rosie, Path(spec["dialogue_val"]), max_rows)
         results["perplexity"]["dialogue"] = dialogue["perplexity"]
@@ -167,21 +205,12 @@ def evaluate(model_dir: Path, spec: dict[str, Any], max_rows: int = 512) -> dict
         results["emotion_accuracy"] = sum(t == p for t, p in pairs) / len(pairs) if pairs else float("nan")
         results["emotion_macro_f1"] = macro_f1(emotions["truth"], emotions["predicted"], len(rosie.model.config.emotions))
         results["emotion_rows"] = len(pairs)
-        token_pairs = list(zip(emotions["truth"], emotions["token_predicted"]))
-        results["emotion_token_accuracy"] = (sum(t == p for t, p in token_pairs) / len(token_pairs)
-                                             if token_pairs else float("nan"))
         results["emotion_majority_baseline"] = (max(Counter(emotions["truth"]).values()) / len(pairs)) if pairs else 0.0
-    if spec.get("memory_set") and Path(spec["memory_set"]).exists():
-        items = [json.loads(line) for line in Path(spec["memory_set"]).read_text(encoding="utf-8").splitlines()]
+    items = read_lines(spec.get("memory_set"))
+    if items:
         results["memory_recall"] = multiple_choice(rosie, items)
         results["memory_items"] = len(items)
     results["persona_consistency"] = multiple_choice(rosie, persona_items(rosie))
-    samples = []
-    for name, messages in SAMPLE_PROMPTS:
-        prompt = rosie.render(system_message(rosie) + messages)
-        ids, emotion = generate(rosie, prompt, dataclasses.replace(GREEDY, max_new_tokens=40))
-        samples.append({"prompt": name, "reply": rosie.text_of(ids).strip(), "emotion": emotion})
-    results["samples"] = samples
     return results
 
 
@@ -195,7 +224,8 @@ def log_to_mlflow(results: dict[str, Any], experiment: str) -> str:
         flat |= {k: v for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         mlflow.log_metrics({k: v for k, v in flat.items() if v == v})  # drop NaN
         mlflow.log_dict(results, "evaluation.json")
-        mlflow.log_table({"prompt": [s["prompt"] for s in results["samples"]],
-                          "reply": [s["reply"] for s in results["samples"]],
-                          "emotion": [s["emotion"] for s in results["samples"]]}, "sample_replies.json")
+        rows = results.get("scorecard_rows", [])
+        if rows:
+            mlflow.log_table({key: [row[key] for row in rows] for key in ("measure", "prompt", "reply", "emotion", "passed")},
+                             "scorecard_replies.json")
         return run.info.run_id

@@ -6,10 +6,11 @@ Each call logs the model (chat pyfunc, signature, the model folder as an artifac
 version of ``rosie`` with tags (evaluation metrics, data manifest digests, git commit, approach) and the
 training datasets as inputs of the registering run (lineage), then applies the champion rule:
 
-    A version becomes ``champion`` when there is none yet, or when its dialogue loss is lower than the
-    champion's (bits per byte when both versions have it, so a bootstrap model with another tokenizer
-    compares fairly; else per-token perplexity) and its emotion macro-F1, memory recall and persona
-    consistency are each no more than ``TOLERANCE`` below the champion's.
+    A version becomes ``champion`` when there is none yet, or when its scorecard (the mean of persona,
+    knowledge, memory, emotion fit, events and fluency, all measured by talking to it) is more than
+    ``MARGIN`` above the champion's; within ``MARGIN`` of it, the lower bits per byte on held-out human
+    conversations decides. A champion registered before the scorecard existed yields to any version
+    that has one.
 """
 
 from __future__ import annotations
@@ -24,39 +25,48 @@ from rosie_model.core.bootstrap import BootstrapSettings
 from rosie_model.core.layout import MODEL_NAME, ModelFolder
 from rosie_model.core.reporting import ensure_experiment
 
-TOLERANCE = 0.02
-GUARDED = ("emotion_macro_f1", "memory_recall", "persona_consistency")
+MARGIN = 0.02
+SCORECARD = ("scorecard_persona", "scorecard_knowledge", "scorecard_memory", "scorecard_emotion_fit",
+             "scorecard_events", "scorecard_fluency")
+DIAGNOSTICS = ("conversation_bits_per_byte", "dialogue_bits_per_byte", "emotion_macro_f1", "memory_recall",
+               "persona_consistency", "scorecard_leaked_replies")
 
 
 def score_tags(evaluation: dict[str, Any]) -> dict[str, str]:
     tags = {f"eval.perplexity_{k}": f"{v:.6g}" for k, v in evaluation.get("perplexity", {}).items()}
-    tags |= {f"eval.{k}": f"{evaluation[k]:.6g}" for k in (*GUARDED, "dialogue_bits_per_byte")
+    tags |= {f"eval.{k}": f"{evaluation[k]:.6g}" for k in (*SCORECARD, *DIAGNOSTICS)
              if isinstance(evaluation.get(k), (int, float)) and evaluation[k] == evaluation[k]}
     return tags
 
 
-def beats(new: dict[str, str], champion: dict[str, str]) -> tuple[bool, str]:
-    """The champion rule, on the ``eval.*`` tags of two versions."""
-    def value(tags: dict[str, str], key: str) -> float | None:
-        try:
-            return float(tags[key])
-        except (KeyError, ValueError):
-            return None
+def _value(tags: dict[str, str], key: str) -> float | None:
+    try:
+        return float(tags[f"eval.{key}"])
+    except (KeyError, ValueError):
+        return None
 
-    measure = "dialogue_bits_per_byte"
-    if value(new, f"eval.{measure}") is None or value(champion, f"eval.{measure}") is None:
-        measure = "perplexity_dialogue"
-    new_ppl, old_ppl = value(new, f"eval.{measure}"), value(champion, f"eval.{measure}")
-    label = measure.replace("_", " ")
-    if new_ppl is None:
-        return False, "the new version has no dialogue perplexity"
-    if old_ppl is not None and not new_ppl < old_ppl:
-        return False, f"{label} {new_ppl:.3f} is not below the champion's {old_ppl:.3f}"
-    for key in GUARDED:
-        ours, theirs = value(new, f"eval.{key}"), value(champion, f"eval.{key}")
-        if theirs is not None and (ours is None or ours < theirs - TOLERANCE):
-            return False, f"{key} {ours} fell more than {TOLERANCE} below the champion's {theirs}"
-    return True, f"{label} {new_ppl:.3f} beats {old_ppl if old_ppl is not None else 'no champion'}"
+
+def scorecard_mean(tags: dict[str, str]) -> float | None:
+    values = [_value(tags, key) for key in SCORECARD]
+    return None if any(v is None for v in values) else sum(values) / len(values)  # type: ignore[misc]
+
+
+def beats(new: dict[str, str], champion: dict[str, str]) -> tuple[bool, str]:
+    """The champion rule, on the ``eval.*`` tags of two versions; (promote?, the reason in words)."""
+    ours, theirs = scorecard_mean(new), scorecard_mean(champion)
+    if ours is None:
+        return False, "the new version has no scorecard"
+    if theirs is None:
+        return True, f"scorecard {ours:.3f}; the champion was registered without one"
+    if ours > theirs + MARGIN:
+        return True, f"scorecard {ours:.3f} beats the champion's {theirs:.3f}"
+    if ours < theirs - MARGIN:
+        return False, f"scorecard {ours:.3f} is below the champion's {theirs:.3f}"
+    new_bpb, old_bpb = _value(new, "conversation_bits_per_byte"), _value(champion, "conversation_bits_per_byte")
+    if new_bpb is not None and (old_bpb is None or new_bpb < old_bpb):
+        return True, (f"scorecard {ours:.3f} ties the champion's {theirs:.3f}; conversation bits per byte {new_bpb:.3f} "
+                      f"beats {old_bpb if old_bpb is not None else 'none'}")
+    return False, f"scorecard {ours:.3f} ties the champion's {theirs:.3f} and conversation bits per byte is not lower"
 
 
 def bootstrap_tags(model_dir: Path) -> dict[str, str]:

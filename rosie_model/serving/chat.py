@@ -30,14 +30,15 @@ from typing import Any, Literal, overload
 import torch
 
 from rosie_model.core.errors import ModelLoadError, ModelNotFound, RosieError
-from rosie_model.core.layout import memory_db
+from rosie_model.core.layout import ModelFolder, memory_db
 from rosie_model.core.locate import resolve_model
-from rosie_model.serving.generate import LoadedRosie, ReplyDecoder, SamplingOptions, load_rosie
+from rosie_model.serving.generate import LoadedRosie, ReplyDecoder, SamplingOptions, load_rosie, sampling_defaults
 from rosie_model.serving.memory_store import MemoryStore, MemoryStoreError, extract_facts
 
 MESSAGE_ROLES = ("system", "user", "rosie", "assistant", "event")
-#: Where a reply has run into someone else's turn: a tag, a new line, or a speaker label.
-LEAKED_TURN = re.compile(r"<\||\n|\b(?:user|human|rosie|assistant)\s*:", re.IGNORECASE)
+#: Where a reply has run into someone else's turn: a tag, a new line, or a speaker label where a sentence starts
+#: ("…you. User: hi", not "the user: Sam", which is her reading a memory aloud).
+LEAKED_TURN = re.compile(r"<\||\n|(?:^|(?<=[.!?…] ))\s*(?:user|human|rosie|assistant)\s*:", re.IGNORECASE)
 LEADING_LABEL = re.compile(r"^\s*(?:rosie|assistant)\s*:\s*", re.IGNORECASE)
 SENTENCE_END = re.compile(r"[.!?…]+(?:[\s\"')\]]*[^\w\s.!?…]+)*")
 #: Characters held back while streaming: a speaker label may still be forming at the end.
@@ -155,7 +156,7 @@ class Rosie:
             loaded.model = quantize_int8(loaded.model)
         weights = loaded.weights  # memory vectors are tagged with the weights that made them
         tag = f"{weights.resolve()}@{weights.stat().st_mtime_ns}{'+int8' if int8 else ''}"
-        return cls(loaded, options or SamplingOptions(), memory_path or memory_db(),
+        return cls(loaded, options or sampling_defaults(ModelFolder(folder)), memory_path or memory_db(),
                    max_message_chars, tag=tag)
 
     @property
@@ -211,7 +212,7 @@ class Rosie:
             system = [{"role": "system", "content": self.loaded.system_prompt}]
         turns = [m for m in messages if m["role"] != "system"]
         in_context = memories if not self.loaded.model.config.memory_layers else None
-        room = self.loaded.model.config.max_seq_len - max_new_tokens - 1
+        room = self.loaded.model.config.max_seq_len - max_new_tokens - 1 - len(self.loaded.reply_start_ids)
         ids = self.loaded.render(system + turns, in_context)
         while len(ids) > room and len(turns) > 1:
             turns = turns[1:]

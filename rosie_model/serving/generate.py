@@ -58,6 +58,17 @@ class SamplingOptions:
 GREEDY = SamplingOptions(temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.0)
 
 
+def sampling_defaults(folder: ModelFolder) -> SamplingOptions:
+    """The sampling settings chosen for this model when it was evaluated (``sampling.json``), else the defaults."""
+    chosen = folder.sampling
+    if not chosen.is_file():
+        return SamplingOptions()
+    try:
+        return SamplingOptions(**json.loads(chosen.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as exc:
+        raise ModelLoadError(f"{chosen} is not valid sampling settings ({exc}); delete it to use the defaults") from exc
+
+
 @dataclass
 class LoadedRosie:
     model: RosieCore
@@ -92,9 +103,17 @@ class LoadedRosie:
     @property
     def stop_ids(self) -> set[int]:
         """Tokens that end Rosie's turn: another speaker, an event, memory or the end of text."""
-        names = ["<|endoftext|>", "<|user|>", "<|system|>", "<|rosie|>", "<|memory|>"]
-        names += [f"<|event:{e}|>" for e in self.events]
+        names = self.settings.get("rosie_stop_tokens")  # the chat markup's own (tokenizers since the ChatML path)
+        if not names:
+            names = ["<|endoftext|>", "<|user|>", "<|system|>", "<|rosie|>", "<|memory|>"]
+            names += [f"<|event:{e}|>" for e in self.events]
         return {i for i in (self.tokenizer.token_to_id(n) for n in names) if i is not None}
+
+    @property
+    def reply_start_ids(self) -> list[int]:
+        """What follows her emotion token before her words (``<|im_start|>assistant\\n`` in ChatML; nothing in
+        Rosie's own markup)."""
+        return self.tokenizer.encode(self.settings.get("rosie_reply_start", ""), add_special_tokens=False).ids
 
     def render(self, messages: list[dict[str, Any]], memory: list[str] | None = None,
                add_generation_prompt: bool = True) -> list[int]:
@@ -171,13 +190,14 @@ class ReplyDecoder:
         self.stops = rosie.stop_ids if stops is None else stops
         model, device = rosie.model, rosie.device
         limit = model.config.max_seq_len
-        room = limit - options.max_new_tokens - 1  # the emotion token takes one place
+        self.after_emotion = rosie.reply_start_ids
+        room = limit - options.max_new_tokens - 1 - len(self.after_emotion)  # the emotion token takes one place
         if room < 1:
             raise ValueError(f"max_new_tokens {options.max_new_tokens} leaves no room for a prompt in the "
                              f"model's context of {limit}")
         self.prompt = prompt[-room:]
         self.generator = torch.Generator(device=device).manual_seed(options.seed) if options.seed is not None else None
-        self.cache = model.new_cache(1, len(self.prompt) + 1 + options.max_new_tokens, device,
+        self.cache = model.new_cache(1, len(self.prompt) + 1 + len(self.after_emotion) + options.max_new_tokens, device,
                                      model.tok_emb.weight.dtype)
         self.bank, self.bank_mask = rosie.encode_facts(memory or [])
         self.persona = torch.tensor([persona], device=device)
@@ -185,8 +205,9 @@ class ReplyDecoder:
         with torch.inference_mode():
             hidden = self._forward(self.prompt)
             self.prompt_state = hidden[:, -1:]
-            ones = torch.ones(1, 1, dtype=torch.bool, device=device)
-            index = int(model.emotion_logits(hidden[:, -1:], ones).argmax(-1))
+            turn = torch.zeros(1, hidden.shape[1], dtype=torch.bool, device=device)
+            turn[0, -1] = True  # her turn starts after the prompt: the emotion head reads there
+            index = int(model.emotion_logits(hidden, turn).argmax(-1))
         self.emotion = model.config.emotions[index]
         self.emotion_id = rosie.tokenizer.token_to_id(f"<|emotion:{self.emotion}|>")
 
@@ -199,7 +220,8 @@ class ReplyDecoder:
         produced: list[int] = []
         with torch.inference_mode():
             # a tokenizer without emotion tokens (an older model) just goes on from <|rosie|>
-            hidden = self._forward([self.emotion_id]) if self.emotion_id is not None else self.prompt_state
+            hidden = (self._forward([self.emotion_id, *self.after_emotion]) if self.emotion_id is not None
+                      else self.prompt_state)
             for step in range(options.max_new_tokens):
                 logits = model.lm_logits(hidden[:, -1]).float()[0]
                 token = pick_token(logits, produced, options, self.generator)

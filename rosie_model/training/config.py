@@ -40,6 +40,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     emotion_loss_weight: float = 0.5
     gate_lr_scale: float = 30.0
+    #: The emotion head is one linear layer on features that are there from the start (the pretrained model's
+    #: on the bootstrap path): it can learn faster than the trunk under it.
+    emotion_head_lr_scale: float = 5.0
     #: Rehearsal: a second shard split (phase 3: phase 2's personality dialogues) and the share of every batch
     #: drawn from it, so what the previous phase taught is not forgotten while the trunk keeps training.
     replay_data: str | None = None
@@ -69,6 +72,10 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.1
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    #: Adapt the top N layers only (0: all) and keep Rosie's token rows at their start (the word each names),
+    #: so no gradient flows below them: half the cost of a step, which is what makes the CPU demo affordable.
+    lora_layers: int = 8
+    lora_train_token_rows: bool = False
 
     @classmethod
     def from_sources(cls, path: str | None, overrides: list[str], phase: str | None) -> TrainConfig:

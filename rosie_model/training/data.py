@@ -146,3 +146,13 @@ def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
                 memory[i, j, : len(fact)] = torch.tensor(fact[:width])
         batch["memory"] = memory  # -1 marks padding; the trainer maps it to the model's pad id
     return batch
+
+
+def used_width(tokens: torch.Tensor, pad_id: int, multiple: int = 32) -> int:
+    """How many columns of a right-padded batch hold any token, rounded up to ``multiple`` (few distinct shapes,
+    so torch.compile does not recompile for every batch). Causal attention makes cutting the rest exact: no
+    position reads the padding after it."""
+    used = (tokens != pad_id).any(0).nonzero()
+    if len(used) == 0:
+        return tokens.shape[1]
+    return min(tokens.shape[1], -(-(int(used.max()) + 1) // multiple) * multiple)

@@ -38,7 +38,7 @@ from rosie_model.core.config import ModelConfig, preset
 from rosie_model.core.layout import ModelFolder
 from rosie_model.core.protocol import RosieCore
 from rosie_model.training.config import Stop, TrainConfig, TrainResult
-from rosie_model.training.data import Position, ShardDataset, mixed_batches, sha256_file
+from rosie_model.training.data import Position, ShardDataset, mixed_batches, sha256_file, used_width
 from rosie_model.training.distributed import (barrier, full_state, mean_across, pick_dtype, restore_state,
                                               setup_distributed, teardown, wrap)
 from rosie_model.training.tracking import Tracker
@@ -72,7 +72,8 @@ def build_core(config: TrainConfig, folder: ModelFolder, tokenizer_dir: Path) ->
 
         settings = BootstrapSettings(pretrained=resolve_pretrained(str(config.pretrained)), lora_r=config.lora_r,
                                      lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                                     target_modules=list(config.lora_target_modules))
+                                     target_modules=list(config.lora_target_modules), lora_layers=config.lora_layers,
+                                     train_token_rows=config.lora_train_token_rows)
         core = BootstrapRosie(settings, tokenizer_dir, config.model_overrides.get("max_seq_len"))
     else:
         from rosie_model.core.model import RosieTransformer
@@ -118,25 +119,42 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW; matrices decay, vectors do not, and the memory gates (one number each, starting at zero)
-    learn ``gate_lr_scale`` times faster so memory attention can open within a short phase."""
+    """AdamW; matrices decay, vectors do not, the memory gates (one number each, starting at zero) learn
+    ``gate_lr_scale`` times faster so memory attention can open within a short phase, and the emotion head
+    ``emotion_head_lr_scale`` times faster."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     gates = [p for n, p in named if n.endswith("memory.gate")]
-    decay = [p for n, p in named if p.dim() >= 2]
-    no_decay = [p for n, p in named if p.dim() < 2 and not n.endswith("memory.gate")]
-    groups = [{"params": decay, "weight_decay": config.weight_decay, "lr_scale": 1.0},
-              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
-              {"params": gates, "weight_decay": 0.0, "lr_scale": config.gate_lr_scale}]
+    head = [p for n, p in named if group_of(n.removeprefix("module.")) == "emotion_head"]
+    rest = [(n, p) for n, p in named if not n.endswith("memory.gate") and all(p is not h for h in head)]
+    groups = [{"params": [p for _, p in rest if p.dim() >= 2], "weight_decay": config.weight_decay, "lr_scale": 1.0},
+              {"params": [p for _, p in rest if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0},
+              {"params": gates, "weight_decay": 0.0, "lr_scale": config.gate_lr_scale},
+              {"params": head, "weight_decay": 0.0, "lr_scale": config.emotion_head_lr_scale}]
     groups = [g for g in groups if g["params"]]
     return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), fused=device.type == "cuda")
 
 
 # -- the loss -----------------------------------------------------------------------------------------
+def fed_tokens(tokenizer_dir: Path) -> int:
+    """How many tokens open each of her turns that the decoder feeds rather than samples: her emotion token (the
+    emotion head's choice) and what the chat markup puts after it (``<|im_start|>assistant\\n`` in ChatML)."""
+    from tokenizers import Tokenizer
+
+    settings = json.loads((tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    return 1 + len(tokenizer.encode(settings.get("rosie_reply_start", ""), add_special_tokens=False).ids)
+
+
 def compute_loss(model: torch.nn.Module, core: RosieCore, batch: dict[str, torch.Tensor], config: TrainConfig,
-                 device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+                 device: torch.device, fed: int = 1) -> tuple[torch.Tensor, dict[str, float]]:
+    """Language-model loss on what she says, plus the emotion head's loss where her turn starts. The first
+    ``fed`` tokens of her turn (see :func:`fed_tokens`) are not the language model's to predict: left in, the
+    new emotion tokens' loss (~25 nats at the start) dominates and training bends the trunk towards them."""
     tokens = batch["tokens"].to(device)                        # (B, T+1)
-    inputs, targets = tokens[:, :-1], tokens[:, 1:]            # (B, T) each
-    mask = batch["loss_mask"].to(device)[:, 1:] if "loss_mask" in batch else torch.ones_like(targets, dtype=torch.bool)
+    width = used_width(tokens, core.config.pad_id)
+    tokens = tokens[:, :width]                                 # (B, W+1): columns of padding only are cut off
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]            # (B, W) each
+    mask = batch["loss_mask"].to(device)[:, 1:width] if "loss_mask" in batch else torch.ones_like(targets, dtype=torch.bool)
     mask = mask & (targets != core.config.pad_id)
     persona = batch["persona"].to(device) if "persona" in batch else None
     memory = memory_mask = None
@@ -144,10 +162,10 @@ def compute_loss(model: torch.nn.Module, core: RosieCore, batch: dict[str, torch
         fact_ids = batch["memory"].to(device)                  # (B, facts, tokens), -1 = padding
         fact_ids = torch.where(fact_ids < 0, torch.full_like(fact_ids, core.config.pad_id), fact_ids)
         memory, memory_mask = core.encode_memory(fact_ids)
-    hidden = model(inputs, persona=persona, memory=memory, memory_mask=memory_mask)   # (B, T, D)
-    logits = core.lm_logits(hidden).float()                    # (B, T, V)
-    per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
-    lm_loss = (per_token * mask.reshape(-1)).sum() / mask.sum().clamp(min=1)
+    hidden = model(inputs, persona=persona, memory=memory, memory_mask=memory_mask)   # (B, W, D)
+    spoken = mask & (mask.cumsum(dim=1) > fed) if "loss_mask" in batch else mask   # (B, W): her words and stop
+    logits = core.lm_logits(hidden[spoken]).float()            # (N, V): only where the loss is taken
+    lm_loss = F.cross_entropy(logits, targets[spoken], reduction="sum") / spoken.sum().clamp(min=1)
     loss, parts = lm_loss, {"lm_loss": float(lm_loss.detach())}
     labels = batch.get("emotion")
     if labels is not None and config.phase != "base" and bool((labels >= 0).any()):
@@ -181,6 +199,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, config, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_scaler)
         self.tokenizer_hash = sha256_file(tokenizer_dir / "tokenizer.json")
+        self.fed = fed_tokens(tokenizer_dir)
         self.train_set, self.val_set, self.replay_set, self.replay_rows = self._open_data()
         self.tokens_per_step = (config.batch_size * config.grad_accum * self.world.world_size
                                 * (self.train_set.row_length - 1))
@@ -267,7 +286,7 @@ class Trainer:
             last = micro == config.grad_accum - 1
             no_sync = model.no_sync() if hasattr(model, "no_sync") and not last else contextlib.nullcontext()
             with no_sync, self.autocast():
-                loss, parts = compute_loss(model, self.core, batch, config, self.device)
+                loss, parts = compute_loss(model, self.core, batch, config, self.device, self.fed)
             self.scaler.scale(loss / config.grad_accum).backward()
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.grad_clip)
@@ -286,7 +305,7 @@ class Trainer:
         batches = self.val_set.batches(self.config.batch_size, self.world.rank, self.world.world_size, seed=0)
         for _, (batch, _) in zip(range(self.config.eval_batches), batches):
             with self.autocast():
-                losses.append(compute_loss(self.model, self.core, batch, self.config, self.device)[1]["lm_loss"])
+                losses.append(compute_loss(self.model, self.core, batch, self.config, self.device, self.fed)[1]["lm_loss"])
         self.model.train()
         return mean_across(sum(losses) / max(1, len(losses)), self.world)
 

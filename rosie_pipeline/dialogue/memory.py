@@ -17,6 +17,7 @@ from rosie_pipeline.chat_format import Turn
 from rosie_pipeline.dialogue.importers import Imported
 from rosie_pipeline.dialogue.personality import NAMES
 from rosie_pipeline.dialogue.schema import make_dialogue, split_for
+from rosie_pipeline.scorecard import held_out_prompts, normalize
 
 SOURCE = "memory"
 ANIMALS = ("cat", "dog", "rabbit", "parrot", "hamster", "turtle", "goldfish", "lizard")
@@ -37,39 +38,59 @@ class Fact:
     answer: str  # what Rosie should reply
 
 
+JOBS = ("teacher", "baker", "mechanic", "pilot", "plumber", "designer", "chef", "librarian")
+
+
 def random_fact(rng: random.Random) -> Fact:
-    kind = rng.randrange(6)
+    """A fact the user states, stored as the memory store writes it, asked back in one of several wordings."""
+    kind = rng.randrange(8)
     if kind == 0:
         name = rng.choice(NAMES)
-        return Fact(f"By the way, my name is {name}.", f"The user's name is {name}.", "Do you remember my name?",
-                    f"Of course! You're {name}. 💕")
+        return Fact(rng.choice((f"By the way, my name is {name}.", f"Hi, my name is {name}!", f"Call me {name}.")),
+                    f"The user's name is {name}.",
+                    rng.choice(("Do you remember my name?", "Who am I?", "What do you call me?", "Can you tell me my name?")),
+                    rng.choice((f"Of course! You're {name}. 💕", f"You're {name}!", f"{name}! How could I forget?")))
     if kind == 1:
         animal, pet = rng.choice(ANIMALS), rng.choice(PET_NAMES)
+        told = f"I have a {animal} {rng.choice(('called', 'named'))} {pet}."
         if rng.random() < 0.5:
-            return Fact(f"I have a {animal} called {pet}.", f"The user has a {animal} named {pet}.",
-                        "What's my pet called again?", f"{pet}! Your {animal}. Give {pet} a pat from me!")
-        return Fact(f"I have a {animal} called {pet}.", f"The user has a {animal} named {pet}.",
-                    "What kind of pet do I have?", f"A {animal}! {pet}, right?")
+            return Fact(told, f"The user has a {animal} named {pet}.",
+                        rng.choice(("What's my pet called again?", f"What's my {animal}'s name?",
+                                    f"Do you remember my {animal}'s name?")),
+                        rng.choice((f"{pet}! Your {animal}. Give {pet} a pat from me!", f"Your {animal} is {pet}!")))
+        return Fact(told, f"The user has a {animal} named {pet}.",
+                    rng.choice(("What kind of pet do I have?", "What animal do I have at home?")),
+                    rng.choice((f"A {animal}! {pet}, right?", f"You have a {animal} called {pet}!")))
     if kind == 2:
         colour = rng.choice(COLOURS)
         return Fact(f"My favourite colour is {colour}.", f"The user's favourite colour is {colour}.",
-                    "What's my favourite colour?", f"It's {colour}! Good taste.")
+                    rng.choice(("What's my favourite colour?", "Which colour do I like best?")),
+                    rng.choice((f"It's {colour}! Good taste.", f"{colour.capitalize()}! I remember.")))
     if kind == 3:
         food = rng.choice(FOODS)
         return Fact(f"I could eat {food} every day.", f"The user's favourite food is {food}.",
-                    "What's my favourite food?", f"{food.capitalize()}! Now I'm hungry too.")
+                    rng.choice(("What's my favourite food?", "What could I eat every day?")),
+                    rng.choice((f"{food.capitalize()}! Now I'm hungry too.", f"You love {food}!")))
     if kind == 4:
         place, day = rng.choice(PLACES), rng.choice(DAYS)
         stored, answered = (place.replace("my ", "their ", 1), place.replace("my ", "your ", 1))  # whose grandma
         return Fact(f"I'm going to {place} on {day}.", f"The user is going to {stored} on {day}.",
-                    f"Where am I going on {day}?", f"To {answered}! Have a wonderful time.")
-    if rng.random() < 0.5:
+                    rng.choice((f"Where am I going on {day}?", f"What are my plans for {day}?")),
+                    rng.choice((f"To {answered}! Have a wonderful time.", f"You're going to {answered}!")))
+    if kind == 5:
         city = rng.choice(CITIES)
-        return Fact(f"I live in {city}.", f"The user lives in {city}.", "Which city do I live in?",
-                    f"{city}! I'd love to see it one day.")
+        return Fact(f"I live in {city}.", f"The user lives in {city}.",
+                    rng.choice(("Which city do I live in?", "Where do I live?", "Do you know where I live?")),
+                    rng.choice((f"{city}! I'd love to see it one day.", f"You live in {city}!")))
+    if kind == 6:
+        job = rng.choice(JOBS)
+        return Fact(f"I work as a {job}.", f"The user works as a {job}.",
+                    rng.choice(("What do I do for work?", "Do you remember my job?", "What is my job?")),
+                    rng.choice((f"You're a {job}! That's so cool.", f"You work as a {job}!")))
     hobby = rng.choice(HOBBIES)
     return Fact(f"Lately I've been really into {hobby}.", f"The user's hobby is {hobby}.",
-                "What hobby did I tell you about?", f"{hobby.capitalize()}! How's it going?")
+                rng.choice(("What hobby did I tell you about?", "What am I into lately?")),
+                rng.choice((f"{hobby.capitalize()}! How's it going?", f"You're into {hobby}!")))
 
 
 def memory_dialogues(system_prompt: str, distractors: list[Imported], count: int, val_permille: int,
@@ -82,6 +103,8 @@ def memory_dialogues(system_prompt: str, distractors: list[Imported], count: int
         facts: list[Fact] = []
         while len(facts) < rng.randint(1, max_facts):
             fact = random_fact(rng)
+            if normalize(fact.question) in held_out_prompts():  # the scorecard asks that one
+                continue
             if all(f.memory.split(" ")[:3] != fact.memory.split(" ")[:3] for f in facts):  # one fact per kind
                 facts.append(fact)
         asked = rng.sample(facts, len(facts))
@@ -93,7 +116,8 @@ def memory_dialogues(system_prompt: str, distractors: list[Imported], count: int
                 middle = middle[1:]
             while middle and middle[-1].role != "rosie":  # the user's question comes next
                 middle = middle[:-1]
-        questions = [turn for fact in asked for turn in (Turn("user", fact.question), Turn("rosie", fact.answer, "happy"))]
+        # the answers carry no emotion label: how she feels about a recalled fact is not the fact's to say
+        questions = [turn for fact in asked for turn in (Turn("user", fact.question), Turn("rosie", fact.answer))]
         turns = [*middle, *questions]
         yield make_dialogue(SOURCE, f"memory-{seed}-{n}", [Turn("system", system_prompt), *turns],
                             memory=[f.memory for f in facts], split=split_for(turns, val_permille))

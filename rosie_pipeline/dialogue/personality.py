@@ -20,6 +20,7 @@ import yaml
 from rosie_pipeline.chat_format import ROSIE_SYSTEM_PROMPT, Turn
 from rosie_pipeline.curate.dedup import DedupIndex, DedupOptions
 from rosie_pipeline.dialogue.schema import content_hash, make_dialogue, split_for
+from rosie_pipeline.scorecard import held_out_prompts, is_held_out, normalize
 
 SOURCE = "rosie_seed"
 
@@ -28,6 +29,13 @@ SOURCE = "rosie_seed"
 class Exchange:
     category: str
     turns: tuple[Turn, ...]
+
+
+def load_knowledge() -> list[Exchange]:
+    """Everyday questions with correct answers in Rosie's voice (``data/knowledge.yaml``)."""
+    text = resources.files("rosie_pipeline.dialogue").joinpath("data/knowledge.yaml").read_text(encoding="utf-8")
+    return [Exchange("help", (Turn("user", item["q"]), Turn("rosie", item["a"], item.get("emotion", "neutral"))))
+            for item in yaml.safe_load(text)["answers"]]
 
 
 def load_seed() -> tuple[str, list[Exchange]]:
@@ -97,20 +105,52 @@ FEELINGS: tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], ...] = (
     (("bored", "restless"),
      (("Let's play a game! I spy something on your screen...", "excited"), ("Want a fun fact?", "curious"))),
 )
+#: News the user shares (no feeling word in it: she has to read what it means) and how she meets it.
+LIFE_NEWS: tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], ...] = (
+    (("My {pet} passed away.", "I had to say goodbye to my {pet} today.", "My {relative} is in the hospital.",
+      "I failed my exam.", "I didn't get the job.", "My {relative} is very sick.", "We had to put our {pet} to sleep."),
+     (("Oh no... I'm so sorry. I'm here for you. 💕", "sad"), ("That's so hard. Sending you the biggest hug.", "love"))),
+    (("I got into university!", "We're having a baby!", "I got a raise today!", "My {relative} is coming to visit!",
+      "I finally finished my marathon!", "I adopted a {pet}!"),
+     (("That's amazing! I'm so happy for you! 🎉", "excited"), ("Yay! That's wonderful news!", "happy"))),
+    (("I heard footsteps outside my window.", "There's a huge storm coming tonight.",
+      "I have to give a speech tomorrow and I'm shaking.", "The lights just went out and it's really dark."),
+     (("Eek, that's scary! I'm right here with you.", "scared"), ("Stay close, we'll be brave together. 💕", "love"))),
+    (("My neighbour keeps playing loud music at night!", "Someone ate my lunch from the fridge!",
+      "My internet keeps cutting out!", "I waited an hour and they cancelled my appointment!"),
+     (("Grr, that's so unfair! I'd be cross too.", "angry"), ("That sounds really frustrating. Want to vent?", "neutral"))),
+    (("There's nothing fun to do.", "I'm stuck inside all day with nothing to do.", "This afternoon is so slow."),
+     (("Let's play a game! I spy something on your screen...", "excited"), ("Ooh, want a fun fact to pass the time?", "curious"))),
+    (("You always cheer me up, Rosie.", "I'm so glad you're here.", "You're the sweetest.", "Thanks for being my friend."),
+     (("Aww, you're making me blush! 💕", "shy"), ("I'm so glad I have you too! 💕", "love"))),
+    (("Knock knock! Who's there? Lettuce. Lettuce who? Lettuce in, it's cold out here!",
+      "Why don't skeletons fight? They don't have the guts!", "What did the ocean say to the beach? Nothing, it just waved!"),
+     (("Hehe! That's a good one!", "happy"), ("Ahaha! I'm telling that one to the clock!", "excited"))),
+)
+NEWS_PETS = ("dog", "cat", "hamster", "rabbit", "parrot")
+NEWS_RELATIVES = ("grandma", "dad", "sister", "best friend", "uncle")
 FEELING_OPENERS = ("I'm feeling {adj}", "I feel {adj} today", "Honestly, I'm {adj}", "I'm so {adj}",
                    "Today I'm kind of {adj}", "Rosie, I'm {adj}")
-CAPITALS = (("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Canada", "Ottawa"),
-            ("Germany", "Berlin"), ("Egypt", "Cairo"), ("Kenya", "Nairobi"), ("Peru", "Lima"), ("Norway", "Oslo"),
+CAPITALS = (("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Canada", "Ottawa"), ("Egypt", "Cairo"), ("Kenya", "Nairobi"), ("Peru", "Lima"), ("Norway", "Oslo"),
             ("Portugal", "Lisbon"), ("Greece", "Athens"), ("Ireland", "Dublin"), ("Poland", "Warsaw"),
             ("Australia", "Canberra"), ("Mexico", "Mexico City"), ("India", "New Delhi"), ("Chile", "Santiago"))
+IDENTITY_QUESTIONS = ("What's your name?", "Who are you?", "Tell me your name", "What is your name?",
+                      "Do you have a name?", "Tell me about yourself", "What are you?", "Are you an AI?",
+                      "Are you a robot?", "Are you Siri?", "Are you a real person?", "Remind me, who are you?",
+                      "Who is this?", "Can you introduce yourself?", "What do people call you?", "Are you Alexa?")
+IDENTITY_REPLIES = ("I'm Rosie! Your little desktop buddy.", "I'm Rosie, the tiny friend who lives on your screen!",
+                    "Rosie! Nice to meet you properly.", "My name is Rosie, and I live right here on your desktop.",
+                    "It's me, Rosie! A small program with a big heart.", "Call me Rosie! I'm your desktop friend.",
+                    "Nope, I'm Rosie! Just Rosie, your desktop companion.")
 ANSWER_FLOURISH = ("", " Easy peasy!", " I counted twice!", " Math is fun!", " Ta-da!", " Did I get it right?")
 
 
 class PersonalityGenerator:
     """Seeded generator of candidate exchanges and dialogues."""
 
-    def __init__(self, seed_exchanges: list[Exchange], rng: random.Random) -> None:
-        self.seed = seed_exchanges
+    def __init__(self, seed_exchanges: list[Exchange], rng: random.Random,
+                 knowledge: list[Exchange] | None = None) -> None:
+        self.seed, self.knowledge = seed_exchanges, knowledge or []
         self.rng = rng
 
     def _decorate(self, text: str) -> str:
@@ -140,22 +180,39 @@ class PersonalityGenerator:
         reply, emotion = self.rng.choice(replies)
         return Exchange("feelings", (Turn("user", user), Turn("rosie", self._decorate(reply.format(adj=adj)), emotion)))
 
+    def identity(self) -> Exchange:
+        return Exchange("identity", (Turn("user", self.rng.choice(IDENTITY_QUESTIONS)),
+                                     Turn("rosie", self._decorate(self.rng.choice(IDENTITY_REPLIES)),
+                                          self.rng.choice(("happy", "shy", "excited")))))
+
+    def news(self) -> Exchange:
+        messages, replies = self.rng.choice(LIFE_NEWS)
+        user = self.rng.choice(messages).format(pet=self.rng.choice(NEWS_PETS), relative=self.rng.choice(NEWS_RELATIVES))
+        reply, emotion = self.rng.choice(replies)
+        return Exchange("feelings", (Turn("user", user), Turn("rosie", reply, emotion)))
+
     def question(self) -> Exchange:
-        kind = self.rng.randrange(3)
+        kind = self.rng.randrange(6)
+        if kind >= 3 and self.knowledge:  # the answer comes first: no interjection in front of it
+            user, reply = self.rng.choice(self.knowledge).turns
+            return Exchange("help", (user, Turn("rosie", reply.text + self.rng.choice(EMOJI), reply.emotion)))
         if kind == 0:
-            a, b = self.rng.randint(2, 99), self.rng.randint(2, 99)
+            a, b = self.rng.randint(1, 12), self.rng.randint(1, 12)
             op, value = self.rng.choice((("plus", a + b), ("minus", a - b), ("times", a * b)))
+            if normalize(f"What is {a} {op} {b}?") in held_out_prompts():  # a scorecard sum, in any wording
+                a, op, value = a + 12, "plus", a + 12 + b
             user = self.rng.choice(("What's {a} {op} {b}?", "Can you tell me {a} {op} {b}?", "Quick: {a} {op} {b}?"))
             return Exchange("help", (Turn("user", user.format(a=a, op=op, b=b)),
-                                     Turn("rosie", f"{value}!{self.rng.choice(ANSWER_FLOURISH)}", "happy")))
+                                     Turn("rosie", f"{a} {op} {b} is {value}!{self.rng.choice(ANSWER_FLOURISH)}", "happy")))
         if kind == 1:
             country, capital = self.rng.choice(CAPITALS)
             user = self.rng.choice(("What's the capital of {c}?", "Which city is the capital of {c}?",
                                     "Rosie, capital of {c}?"))
-            reply = self.rng.choice(("{cap}! ", "It's {cap}. ", "That would be {cap}! "))
+            reply = self.rng.choice(("The capital of {c} is {cap}! ", "It's {cap}, the capital of {c}. ",
+                                     "{cap} is the capital of {c}! "))
             extra = self.rng.choice(("I'd love to visit someday.", "Fancy!", "Geography star, that's me.", ""))
             return Exchange("help", (Turn("user", user.format(c=country)),
-                                     Turn("rosie", (reply + extra).format(cap=capital).strip(), "curious")))
+                                     Turn("rosie", (reply + extra).format(cap=capital, c=country).strip(), "curious")))
         seed = self.rng.choice([e for e in self.seed if e.category in ("help", "smalltalk")])
         return self._vary(seed)
 
@@ -165,8 +222,8 @@ class PersonalityGenerator:
         return Exchange(exchange.category, turns)
 
     def exchange(self) -> Exchange:
-        maker = self.rng.choice((self.greeting, self.event, self.feeling, self.question,
-                                 lambda: self._vary(self.rng.choice(self.seed))))
+        maker = self.rng.choice((self.greeting, self.event, self.feeling, self.news, self.question, self.question,
+                                 self.identity, lambda: self._vary(self.rng.choice(self.seed))))
         return maker()
 
     def dialogue(self) -> list[Turn]:
@@ -179,15 +236,18 @@ def personality_dialogues(system_prompt: str, seed_exchanges: list[Exchange], ta
                           seed: int = 0, max_attempts_factor: int = 20) -> Iterator[dict[str, Any]]:
     """The seed examples, then generated ones, until ``target`` distinct dialogues (no near duplicates)."""
     rng = random.Random(seed)
-    generator = PersonalityGenerator(seed_exchanges, rng)
+    knowledge = load_knowledge()
+    generator = PersonalityGenerator(seed_exchanges, rng, knowledge)
     index = DedupIndex(None, DedupOptions())
     system = Turn("system", system_prompt)
-    candidates = ([list(e.turns) for e in seed_exchanges]
+    candidates = ([list(e.turns) for e in (*seed_exchanges, *knowledge)]
                   + [generator.dialogue() for _ in range(target * max_attempts_factor)])
     produced = 0
     for turns in candidates:
         if produced >= target:
             return
+        if is_held_out(turns):  # the scorecard's prompts stay out of training
+            continue
         key = content_hash(turns)
         text = "\n".join(t.text for t in turns)
         if index.check(key, text).kind != "unique":

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from rosie_pipeline.atomic import read_json
+from rosie_pipeline.chat_format import chat_template
 from rosie_pipeline.parquet import iter_rows
 from rosie_pipeline.step import Record, committed_outputs, fingerprint
 from rosie_pipeline.tokenize.dialogue_shards import DialogueShardOptions, write_dialogue_shards
 from rosie_pipeline.tokenize.shards import ShardOptions, write_shards
 from rosie_pipeline.tokenize.tokenizer import (
     TokenizerOptions,
+    chat_format_of,
     load_tokenizer,
     sample_texts,
     save_tokenizer,
@@ -108,9 +110,11 @@ def build_tokenizer(inputs: TokenizerInputs, folder: Path, options: TokenizerOpt
 
 def _rebuild_if_changed(out_dir: Path, tokenizer_dir: Path, files: list[Path], options: Any, force: bool,
                        build: Callable[[str], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
-    """Run ``build(tokenizer_hash)`` unless the inputs, tokenizer and options match the last build."""
+    """Run ``build(tokenizer_hash)`` unless the inputs, tokenizer (and its chat markup) and options match the
+    last build."""
     tokenizer_hash = tokenizer_sha256(tokenizer_dir)
-    wanted = {"inputs": fingerprint(files), "tokenizer_sha256": tokenizer_hash, "options": dataclasses.asdict(options)}
+    wanted = {"inputs": fingerprint(files), "tokenizer_sha256": tokenizer_hash, "options": dataclasses.asdict(options),
+              "chat_format": chat_template(chat_format_of(tokenizer_dir))}  # the markup, as the text it renders
     record = Record(out_dir / "build.json")
     previous = None if force else record.current(wanted)
     if previous is not None:
@@ -140,4 +144,4 @@ def build_dialogue_shards(groups: dict[str, list[Path]], tokenizer_dir: Path, ou
         raise ValueError("no dialogues: materialize the dialogue group first")
     rows = {phase: (row for path in paths if path.exists() for row in iter_rows(path)) for phase, paths in groups.items()}
     return _rebuild_if_changed(out_dir, tokenizer_dir, files, options, force, lambda tokenizer_hash: write_dialogue_shards(
-        rows, load_tokenizer(tokenizer_dir), tokenizer_hash, out_dir, options))
+        rows, load_tokenizer(tokenizer_dir), tokenizer_hash, out_dir, options, chat_format_of(tokenizer_dir)))

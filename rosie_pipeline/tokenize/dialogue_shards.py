@@ -7,7 +7,8 @@ Each Rosie turn becomes one row: the conversation up to and including that turn,
 chat format, padded to ``seq_len + 1``. The loss mask covers that turn (her emotion token, words and
 closing newline) and the token that follows it (the next speaker's token or ``<|endoftext|>``), so the
 model learns to reply and to stop. Columns: ``tokens``, ``loss_mask``, ``emotion`` (index in Rosie's
-emotion list), ``persona``, ``memory`` (token ids of each fact) and ``dialogue_id``. A conversation too
+emotion list; -1 for a turn without a label, which renders as neutral but teaches the emotion head
+nothing), ``persona``, ``memory`` (token ids of each fact) and ``dialogue_id``. A conversation too
 long for a row loses its earliest turns (the system block stays), then the system block (facts rendered
 in the context, on the bootstrap path, stay longest); rows still too long are cut and counted as
 truncated when any of Rosie's own tokens are cut.
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from rosie_pipeline.atomic import write_json_atomic
-from rosie_pipeline.chat_format import EMOTIONS, EOS, MEMORY, PAD, Turn, render_segments
+from rosie_pipeline.chat_format import EMOTIONS, EOS, PAD, ROSIE_FORMAT, ChatFormat, Turn, render_memory, render_segments
 from rosie_pipeline.dialogue.schema import turns_of
 from rosie_pipeline.tokenize.shards import _swap_in, file_sha256, token_dtype
 
@@ -57,8 +58,9 @@ class EncodedRow:
 class DialogueEncoder:
     """Tokenizes each turn once per dialogue, then cuts one row per Rosie turn from the cached pieces."""
 
-    def __init__(self, tokenizer: Tokenizer, seq_len: int, memory_in_context: bool = False) -> None:
-        self.tokenizer = tokenizer
+    def __init__(self, tokenizer: Tokenizer, seq_len: int, memory_in_context: bool = False,
+                 fmt: ChatFormat = ROSIE_FORMAT) -> None:
+        self.tokenizer, self.fmt = tokenizer, fmt
         self.length = seq_len + 1
         self.memory_in_context = memory_in_context
         self.pad = tokenizer.token_to_id(PAD)
@@ -68,7 +70,7 @@ class DialogueEncoder:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def _pieces(self, turn: Turn) -> list[tuple[list[int], bool]]:
-        return [(self._ids(piece), is_rosie) for piece, is_rosie in render_segments([turn])[:-1]]
+        return [(self._ids(piece), is_rosie) for piece, is_rosie in render_segments([turn], fmt=self.fmt)[:-1]]
 
     def encode(self, row: dict[str, Any]) -> list[EncodedRow]:
         turns = turns_of(row)
@@ -76,8 +78,7 @@ class DialogueEncoder:
         body = turns[len(system):]
         facts = list(row.get("memory") or [])
         system_ids = [i for t in system for ids, _ in self._pieces(t) for i in ids]
-        memory_ids = ([i for fact in facts for i in self._ids(f"{MEMORY}{fact}\n")]
-                      if self.memory_in_context else [])
+        memory_ids = self._ids(render_memory(facts, self.fmt)) if self.memory_in_context and facts else []
         # what precedes the turns, longest first: the system block (then the facts, as the chat template
         # renders them), the facts alone (they are what the answer needs), nothing
         prefixes = [system_ids + memory_ids, memory_ids] if memory_ids else [system_ids]
@@ -88,7 +89,8 @@ class DialogueEncoder:
         for k, turn in enumerate(body):
             if turn.role != "rosie":
                 continue
-            terminator = pieces[k + 1][0][0][0] if k + 1 < len(body) else self.eos
+            following = [i for ids, _ in pieces[k + 1] for i in ids] if k + 1 < len(body) else []
+            terminator = following[0] if following else self.eos
             # the earliest start whose context fits after the longest prefix that fits at all
             start, prefix = k, []
             for option in prefixes:
@@ -109,7 +111,7 @@ class DialogueEncoder:
                 ids, mask = ids[-self.length :], mask[-self.length :]
             padding = self.length - len(ids)
             rows.append(EncodedRow(ids + [self.pad] * padding, mask + [False] * padding,
-                                   EMOTIONS.index(turn.emotion or "neutral"), int(row["persona"]), memory,
+                                   EMOTIONS.index(turn.emotion) if turn.emotion else -1, int(row["persona"]), memory,
                                    row["id"], truncated))
         return rows
 
@@ -122,7 +124,8 @@ def _schema(length: int, dtype: np.dtype) -> pa.Schema:
 
 
 def write_dialogue_shards(groups: dict[str, Iterable[dict[str, Any]]], tokenizer: Tokenizer, tokenizer_hash: str,
-                          out_dir: Path, options: DialogueShardOptions) -> dict[str, dict[str, dict[str, Any]]]:
+                          out_dir: Path, options: DialogueShardOptions,
+                          fmt: ChatFormat = ROSIE_FORMAT) -> dict[str, dict[str, dict[str, Any]]]:
     """Encode each group's dialogues (each carries its ``split``) into ``out_dir/<group>/<split>/``.
 
     Returns manifests by group and split. Built in a temporary folder swapped in when complete.
@@ -130,7 +133,7 @@ def write_dialogue_shards(groups: dict[str, Iterable[dict[str, Any]]], tokenizer
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        manifests = {group: _write_group(dialogues, tokenizer, tokenizer_hash, tmp / group, options)
+        manifests = {group: _write_group(dialogues, tokenizer, tokenizer_hash, tmp / group, options, fmt)
                      for group, dialogues in groups.items()}
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -140,8 +143,8 @@ def write_dialogue_shards(groups: dict[str, Iterable[dict[str, Any]]], tokenizer
 
 
 def _write_group(dialogues: Iterable[dict[str, Any]], tokenizer: Tokenizer, tokenizer_hash: str, folder_root: Path,
-                 options: DialogueShardOptions) -> dict[str, dict[str, Any]]:
-    encoder = DialogueEncoder(tokenizer, options.seq_len, options.memory_in_context)
+                 options: DialogueShardOptions, fmt: ChatFormat) -> dict[str, dict[str, Any]]:
+    encoder = DialogueEncoder(tokenizer, options.seq_len, options.memory_in_context, fmt)
     dtype = token_dtype(tokenizer.get_vocab_size())
     schema = _schema(options.seq_len + 1, dtype)
     pending: dict[str, list[EncodedRow]] = {}
@@ -174,7 +177,7 @@ def _write_group(dialogues: Iterable[dict[str, Any]], tokenizer: Tokenizer, toke
             pending.setdefault(split, []).append(row)
             counts["rows"] += 1
             counts["truncated"] += row.truncated
-            counts[f"emotion:{EMOTIONS[row.emotion]}"] += 1
+            counts[f"emotion:{EMOTIONS[row.emotion]}" if row.emotion >= 0 else "unlabelled"] += 1
             if len(pending[split]) >= options.rows_per_shard:
                 flush(split)
     for split in list(pending):
@@ -186,6 +189,7 @@ def _write_group(dialogues: Iterable[dict[str, Any]], tokenizer: Tokenizer, toke
             "dataset": f"dialogue-{folder_root.name}", "split": split, "seq_len": options.seq_len,
             "row_length": options.seq_len + 1, "dtype": np.dtype(dtype).name, "vocab_size": tokenizer.get_vocab_size(),
             "pad_id": encoder.pad, "eos_id": tokenizer.token_to_id(EOS), "tokenizer_sha256": tokenizer_hash,
+            "chat_format": fmt.name,
             "dialogues": counts["dialogues"], "rows": counts["rows"], "tokens": sum(s["tokens"] for s in files),
             "truncated_rows": counts["truncated"],
             "emotions": {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("emotion:")},

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from rosie_pipeline.atomic import atomic_path, write_json_atomic
-from rosie_pipeline.chat_format import CHAT_TEMPLATE, EMOTIONS, EOS, EVENTS, PAD, ROSIE_SYSTEM_PROMPT, SPECIAL_TOKENS
+from rosie_pipeline.atomic import atomic_path, read_json, write_json_atomic
+from rosie_pipeline.chat_format import (CHAT_FORMATS, EMOTIONS, EOS, EVENTS, PAD, ROSIE_FORMAT, ROSIE_SYSTEM_PROMPT,
+                                        SPECIAL_TOKENS, ChatFormat, chat_format_for, chat_template)
 
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
@@ -65,11 +66,34 @@ def save_tokenizer(tokenizer: Tokenizer, folder: Path, options: TokenizerOptions
         "clean_up_tokenization_spaces": False,
         "rosie_emotions": list(EMOTIONS),
         "rosie_events": list(EVENTS),
-        "chat_template": CHAT_TEMPLATE,
+        **format_settings(ROSIE_FORMAT),
         "rosie_system_prompt": ROSIE_SYSTEM_PROMPT,
     }
     write_json_atomic(folder / CONFIG_FILE, config)
     return tokenizer_sha256(folder)
+
+
+def format_settings(fmt: ChatFormat) -> dict[str, object]:
+    """What a tokenizer config says about its chat markup: the template, its name, the tokens that end her turn."""
+    return {"chat_template": chat_template(fmt), "rosie_chat_format": fmt.name, "rosie_stop_tokens": list(fmt.stops),
+            "rosie_reply_start": fmt.reply_start}
+
+
+def chat_format_of(folder: Path) -> ChatFormat:
+    """The chat markup the tokenizer in ``folder`` is used with (Rosie's own when its config does not say)."""
+    config = read_json(folder / CONFIG_FILE) or {}
+    return CHAT_FORMATS[config.get("rosie_chat_format", ROSIE_FORMAT.name)]
+
+
+def use_native_chat_format(folder: Path) -> ChatFormat:
+    """Switch a pretrained model's tokenizer (with Rosie's tokens added) to the markup that model was tuned on,
+    when it has one Rosie knows; the config is rewritten only when that changes it."""
+    fmt = chat_format_for(load_tokenizer(folder).get_vocab())
+    config = read_json(folder / CONFIG_FILE) or {}
+    wanted = {**config, **format_settings(fmt)}
+    if wanted != config:
+        write_json_atomic(folder / CONFIG_FILE, wanted)
+    return fmt
 
 
 def tokenizer_sha256(folder: Path) -> str:

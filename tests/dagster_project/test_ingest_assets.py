@@ -25,8 +25,8 @@ def test_definitions_load_with_expected_graph():
         "personality_model", "rosie_model", "model_evaluation", "registered_model"}
     assert {k.name for k in graph.asset_check_keys} == {
         "bad_record_share", "schema", "non_empty", "duplicate_rate", "round_trip", "token_counts", "integrity",
-        "no_empty_turns", "label_distribution", "no_leakage", "truncation", "dialogue_perplexity",
-        "emotion_accuracy", "memory_recall", "persona_consistency", "rosie_tokens"}
+        "no_empty_turns", "label_distribution", "no_leakage", "truncation", "persona", "knowledge", "memory",
+        "emotion_fit", "events", "fluency", "leaked_tokens", "rosie_tokens"}
     assert defs.resolve_sensor_def("landing_sensor")
     assert {s.name for s in DATA_REFRESH_SCHEDULES} == {"data_refresh_common_crawl", "data_refresh_books",
                                                          "data_refresh_reddit"}

@@ -54,10 +54,14 @@ def test_whole_graph_trains_evaluates_and_registers(trained):
     assert {p.name for p in (model / "weights").iterdir()} == {"base.safetensors", "personality.safetensors",
                                                               "final.safetensors"}
     results = json.loads((home.lake / "model_evaluation" / "results.json").read_text())
-    assert {"web", "dialogue"} <= set(results["perplexity"]) and len(results["samples"]) == 4
-    # a model trained for a handful of steps is not good enough: the floors say so
+    assert {"web", "dialogue"} <= set(results["perplexity"]) and results["conversation_bits_per_byte"] > 0
+    # the scorecard talked to her through Rosie.reply: every measure, every prompt, sampling chosen and recorded
+    assert {r["measure"] for r in results["scorecard_rows"]} == {"persona", "knowledge", "memory", "emotion_fit",
+                                                                 "events"}
+    assert (model / "sampling.json").exists() and results["sampling_tuning"]
+    # a model trained for a handful of steps is not good enough: the floors say so; nothing leaked into training
     failed = [check for outcome in report.outcomes for check in outcome.failed_checks]
-    assert "model_evaluation:dialogue_perplexity" in failed
+    assert "model_evaluation:persona" in failed and "model_evaluation:no_leakage" not in failed
 
     import mlflow
 
@@ -99,9 +103,9 @@ def test_retraining_resumes_and_the_champion_moves_only_when_beaten(trained):
     # the trainer decides (its inputs are unchanged) and says so through Pipes
     assert any("phase emotion_memory:" in m and "resuming at step 4" in m for m in logs), logs
     registration = rerun.asset_materializations_for_node("registered_model")[0].metadata
-    assert registration["version"].value == 2
+    assert registration["model_uri"].value == "models:/rosie/2"
     # the same weights evaluate the same: version 2 does not beat version 1, so the alias stays
-    assert registration["champion"].value is False and registration["previous_champion"].value == "1"
+    assert registration["champion"].value == "unchanged" and "ties the champion" in registration["reason"].value
 
 
 def test_a_failing_trainer_fails_the_asset(trained):
@@ -113,14 +117,17 @@ def test_a_failing_trainer_fails_the_asset(trained):
 
 
 def test_champion_rule():
-    from rosie_model.evaluation.registry import beats
+    from rosie_model.evaluation.registry import SCORECARD, beats
 
-    champion = {"eval.perplexity_dialogue": "50", "eval.emotion_macro_f1": "0.5", "eval.memory_recall": "0.4",
-                "eval.persona_consistency": "1.0"}
-    better = {**champion, "eval.perplexity_dialogue": "45"}
-    assert beats(better, champion)[0] and beats(better, {})[0]
-    assert not beats({**better, "eval.memory_recall": "0.3"}, champion)[0]  # worse memory: no
-    assert not beats({**champion, "eval.perplexity_dialogue": "55"}, champion)[0]
+    champion = {f"eval.{k}": "0.5" for k in SCORECARD} | {"eval.conversation_bits_per_byte": "2.0"}
+    better = {**champion, "eval.scorecard_memory": "0.9"}
+    assert beats(better, champion)[0] and beats(better, {})[0]  # a version without a scorecard yields
+    assert not beats(champion, better)[0]
+    tie = {**champion, "eval.scorecard_events": "0.51", "eval.conversation_bits_per_byte": "1.9"}
+    promoted, reason = beats(tie, champion)  # within the margin the held-out conversations decide
+    assert promoted and "bits per byte" in reason
+    assert not beats({**tie, "eval.conversation_bits_per_byte": "2.1"}, champion)[0]
+    assert not beats({"eval.memory_recall": "1.0"}, champion)[0]  # likelihood diagnostics alone never win
 
 
 def test_the_bootstrap_approach_trains_evaluates_against_scratch_and_registers(trained, tmp_path, monkeypatch):
@@ -173,18 +180,21 @@ def test_the_bootstrap_approach_trains_evaluates_against_scratch_and_registers(t
     assert results["memory_items"] == scratch["memory_items"]  # the same held-out sets
     assert results["dialogue_bits_per_byte"] > 0 and scratch["dialogue_bits_per_byte"] > 0
     evaluation = result.asset_materializations_for_node("model_evaluation")[0].metadata
-    assert "| memory_recall |" in evaluation["approaches"].value and "bootstrap" in evaluation["approaches"].value
+    table = evaluation["scorecard"].value
+    assert "| memory |" in table and "| bootstrap | scratch |" in table and "≥ 0.9" in table
 
     registration = result.asset_materializations_for_node("registered_model")[0].metadata
+    assert "| bootstrap |" in registration["versions"].value and "| scratch |" in registration["versions"].value
+    registered = json.loads((home.lake / "registered_model" / "registration-bootstrap.json").read_text())
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{home.mlflow / 'mlflow.db'}")
-    version = mlflow.MlflowClient().get_model_version("rosie", str(registration["version"].value))
+    version = mlflow.MlflowClient().get_model_version("rosie", registered["version"])
     assert version.tags["approach"] == "bootstrap" and version.tags["bootstrap.pretrained"] == "llama"
     assert "data.dialogue-personality-train" in version.tags
     from rosie_model.serving.chat import Rosie
 
     monkeypatch.setenv("ROSIE_HOME", str(home.root))
-    reply = Rosie.load(registration["model_uri"].value, memory_path=tmp_path / "memory.db").reply(
+    reply = Rosie.load(registered["model_uri"], memory_path=tmp_path / "memory.db").reply(
         [{"role": "user", "content": "Hello!"}])
     assert reply.emotion and isinstance(reply.text, str)

@@ -55,6 +55,35 @@ def test_chat_template_renders_exactly_like_the_python_renderer(tokenizer_dir):
         Turn("event", "juggle")
 
 
+def test_a_pretrained_tokenizer_keeps_its_own_chat_markup(tmp_path):
+    """A tokenizer whose model was tuned on ChatML gets Rosie's tokens inside ChatML: her template renders exactly
+    as the shard writer does, and her emotion token comes before <|im_start|>assistant so her words start where
+    the pretrained model's replies always did."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from rosie_pipeline.chat_format import CHATML_FORMAT, SPECIAL_TOKENS
+    from rosie_pipeline.tokenize.tokenizer import chat_format_of, save_tokenizer, use_native_chat_format
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.train_from_iterator([render_text(CONVERSATION)] * 20, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|im_start|>", "<|im_end|>", *SPECIAL_TOKENS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    save_tokenizer(tokenizer, tmp_path, TokenizerOptions())
+    assert chat_format_of(tmp_path).name == "rosie"
+    assert use_native_chat_format(tmp_path) == CHATML_FORMAT == chat_format_of(tmp_path)
+    hf = PreTrainedTokenizerFast.from_pretrained(str(tmp_path))
+    for memory, prompt in [(None, False), (["The user's name is Sam."], False), (None, True)]:
+        expected = render_text(CONVERSATION, memory, add_generation_prompt=prompt, fmt=CHATML_FORMAT)
+        assert hf.apply_chat_template(as_messages(CONVERSATION), tokenize=False, add_generation_prompt=prompt,
+                                      memory=memory) == expected
+    assert "<|im_end|>\n<|emotion:happy|><|im_start|>assistant\nHey there!" in expected
+    assert "*drags you across the screen*" in expected  # events read as what the user did
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert config["rosie_reply_start"] == "<|im_start|>assistant\n" and "<|im_end|>" in config["rosie_stop_tokens"]
+
+
 def test_personality_expansion_is_varied_and_split():
     rows = list(personality_dialogues(SYSTEM, SEED, 2_000, 50))
     assert len(rows) == 2_000 and len(SEED) >= 70

