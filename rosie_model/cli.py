@@ -71,7 +71,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         progress = logging.getLogger("rosie.evaluate")  # what the evaluation is doing, in the run's log or on stderr
         progress.setLevel(logging.INFO)
         progress.addHandler(PipesLogHandler(pipes) if pipes is not None else logging.StreamHandler(sys.stderr))
-        results = evaluate(args.model_dir, json.loads(args.spec.read_text(encoding="utf-8")), args.max_rows)
+        results = evaluate(args.model_dir, json.loads(args.spec.read_text(encoding="utf-8")), args.max_rows,
+                           diagnostics=not args.no_diagnostics)
         results["mlflow_run_id"] = log_to_mlflow(results, args.experiment)
         write_text_atomic(args.out, json.dumps(results, indent=2))
         summary = {k: v for k, v in results.items() if k != "scorecard_rows"}
@@ -204,6 +205,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     evaluate.add_argument("--spec", type=Path, required=True)
     evaluate.add_argument("--out", type=Path, required=True)
     evaluate.add_argument("--max-rows", type=int, default=512)
+    evaluate.add_argument("--no-diagnostics", action="store_true",
+                          help="the scorecard and conversation bits per byte only, without the likelihood diagnostics")
     evaluate.add_argument("--experiment", default="rosie-evaluation")
     evaluate.set_defaults(func=_evaluate)
 

@@ -84,7 +84,7 @@ def held_out_conversations(dialogue_tables: list[Path], texts: list[dict[str, st
 def build_eval_sets(documents: list[Path], memory_path: Path, shard_folders: dict[str, Path], out_dir: Path,
                     val_permille: int, per_source: int = 50, memory_items: int = 200,
                     choices: int = 4, dialogue_tables: list[Path] | None = None,
-                    conversations: int = 60) -> dict[str, dict[str, Any]]:
+                    conversations: int = 40) -> dict[str, dict[str, Any]]:
     """Write the evaluation files under ``out_dir`` and one spec per approach (``spec-<approach>.json``).
 
     Every approach is measured on the same held-out documents (of ``documents``), memory items (the val split

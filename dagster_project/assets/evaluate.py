@@ -47,6 +47,9 @@ class EvaluationConfig(dg.Config):
     """Held-out memory dialogues in the multiple-choice diagnostic."""
     max_rows: int = 512
     """Dialogue-shard rows read for the likelihood diagnostics (dialogue bits per byte, emotion accuracy)."""
+    diagnostics: bool = True
+    """Also the likelihood diagnostics (perplexity per source, dialogue bits per byte, emotion accuracy and
+    macro-F1, memory and persona multiple choice); off, the scorecard and conversation bits per byte alone."""
     approach: Literal["scratch", "bootstrap"] = "scratch"
     """The model whose scorecard the checks judge; registered_model registers it and every model compared."""
     compare: bool = True
@@ -106,7 +109,7 @@ def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
         out = evaluation_dir / f"results-{approach}.json"
         command = [sys.executable, "-m", "rosie_model", "evaluate", "--model-dir", str(lake.model_dir(approach)),
                    "--spec", str(evaluation_dir / "sets" / f"spec-{approach}.json"), "--out", str(out),
-                   "--max-rows", str(config.max_rows)]
+                   "--max-rows", str(config.max_rows), *([] if config.diagnostics else ["--no-diagnostics"])]
         context.log.info(f"evaluating the {approach} model")
         pipes.run(context=context, command=command, env={"ROSIE_HOME": str(home.root), **mlflow_env(home)})
         evaluated[approach] = json.loads(out.read_text(encoding="utf-8"))

@@ -167,7 +167,7 @@ def read_lines(path: str | None) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def evaluate(model_dir: Path, spec: dict[str, Any], max_rows: int = 512) -> dict[str, Any]:
+def evaluate(model_dir: Path, spec: dict[str, Any], max_rows: int = 512, diagnostics: bool = True) -> dict[str, Any]:
     rosie = load_rosie(model_dir)
     torch.manual_seed(0)
     folder = ModelFolder(model_dir)
@@ -190,6 +190,8 @@ def evaluate(model_dir: Path, spec: dict[str, Any], max_rows: int = 512) -> dict
     if conversations:
         log.info(f"bits per byte on {len(conversations)} held-out human conversations")
         results["conversation_bits_per_byte"] = text_loss(rosie, conversations).bits_per_byte
+    if not diagnostics:
+        return results
     texts: dict[str, list[str]] = {}
     for item in read_lines(spec.get("texts")):
         texts.setdefault(item["source"], []).append(item["text"])
@@ -220,7 +222,7 @@ def log_to_mlflow(results: dict[str, Any], experiment: str) -> str:
     ensure_experiment(experiment)
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name="evaluation") as run:
-        flat = {f"perplexity_{k}": v for k, v in results["perplexity"].items()}
+        flat = {f"perplexity_{k}": v for k, v in results.get("perplexity", {}).items()}
         flat |= {k: v for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         mlflow.log_metrics({k: v for k, v in flat.items() if v == v})  # drop NaN
         mlflow.log_dict(results, "evaluation.json")

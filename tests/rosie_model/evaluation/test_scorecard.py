@@ -119,3 +119,15 @@ def test_sampling_is_chosen_on_the_tuning_card_and_recorded(models):
     folder.sampling.write_text('{"temperature": 0.3, "top_p": 0.8}')
     assert sampling_defaults(folder) == SamplingOptions(temperature=0.3, top_p=0.8)
     folder.sampling.unlink()
+
+
+def test_evaluate_without_diagnostics_is_the_scorecard_and_conversation_bits(models, tmp_path):
+    from rosie_model.evaluation.evaluate import evaluate
+
+    (tmp_path / "scorecard.json").write_text(json.dumps(load_scorecard()))
+    (tmp_path / "conversations.jsonl").write_text(json.dumps({"source": "chitchat", "text": "Hi!\nHello, how are you?"}))
+    spec = {"scorecard": str(tmp_path / "scorecard.json"), "conversations": str(tmp_path / "conversations.jsonl")}
+    results = evaluate(Path(models["trained"]), spec, diagnostics=False)
+    assert results["scorecard_persona"] >= FLOORS["persona"] and results["conversation_bits_per_byte"] > 0
+    assert "perplexity" not in results and "memory_recall" not in results
+    assert (Path(models["trained"]) / "sampling.json").exists() and len(results["sampling_tuning"]) == 3
