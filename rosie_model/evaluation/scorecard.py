@@ -140,15 +140,20 @@ CANDIDATES = (
 )
 
 
+TUNING_MARGIN = 0.1
+
+
 def tune_sampling(loaded: LoadedRosie, tuning_card: dict[str, Any],
                   candidates: tuple[SamplingOptions, ...] = CANDIDATES) -> tuple[SamplingOptions, list[dict[str, Any]]]:
-    """The candidate with the best mean score on the tuning card (its own prompts, not the reported ones);
-    ties go to the earlier, cooler candidate. Returns it and every candidate's scores."""
+    """The coolest candidate whose mean score on the tuning card (its own prompts, not the reported ones) is within
+    ``TUNING_MARGIN`` of the best: the card is small (one memory item moves the mean by 0.1), so a warmer setting
+    must win by more than that to be chosen. Returns it and every candidate's scores."""
     tried = []
     for options in candidates:
         card = run_scorecard(loaded, tuning_card, options, events=False)
         values = [v for v in card["scores"].values() if v == v]
         tried.append({"options": dataclasses.asdict(options), "scores": card["scores"],
                       "mean": sum(values) / len(values) if values else 0.0})
-    best = max(range(len(tried)), key=lambda i: (tried[i]["mean"], -i))
-    return candidates[best], tried
+    best = max(t["mean"] for t in tried)
+    chosen = next(i for i, t in enumerate(tried) if t["mean"] >= best - TUNING_MARGIN)
+    return candidates[chosen], tried

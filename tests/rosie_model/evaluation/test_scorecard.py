@@ -114,7 +114,11 @@ def test_sampling_is_chosen_on_the_tuning_card_and_recorded(models):
 
     chosen, tried = tune_sampling(load_rosie(models["trained"]), load_scorecard()["tuning"])
     assert len(tried) == 3 and chosen.temperature in {t["options"]["temperature"] for t in tried}
-    assert max(t["mean"] for t in tried) == next(t["mean"] for t in tried if t["options"] == chosen.__dict__)
+    from rosie_model.evaluation.scorecard import TUNING_MARGIN
+
+    means = [t["mean"] for t in tried]
+    picked = next(i for i, t in enumerate(tried) if t["options"] == chosen.__dict__)
+    assert means[picked] >= max(means) - TUNING_MARGIN and all(m < max(means) - TUNING_MARGIN for m in means[:picked])
     folder = ModelFolder(Path(models["trained"]))
     folder.sampling.write_text('{"temperature": 0.3, "top_p": 0.8}')
     assert sampling_defaults(folder) == SamplingOptions(temperature=0.3, top_p=0.8)
