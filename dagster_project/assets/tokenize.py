@@ -261,8 +261,9 @@ def bootstrap_tokenizer(context: dg.AssetExecutionContext, config: BootstrapToke
     deps=[bootstrap_tokenizer, *DIALOGUE_ASSETS],
     kinds={"parquet"},
     check_specs=_dialogue_shard_checks("bootstrap_dialogue_shards"),
-    description="The same dialogues and splits as dialogue_shards in the bootstrap tokenizer's ids, each dialogue's "
-    "facts rendered as <|memory|> lines after the system block (the pretrained model has no memory attention).",
+    description="The same dialogues and splits as dialogue_shards in the bootstrap tokenizer's ids and chat markup "
+    "(ChatML for SmolLM2), each dialogue's facts rendered in the context after the system block (the pretrained "
+    "model has no memory attention).",
 )
 def bootstrap_dialogue_shards(context: dg.AssetExecutionContext, config: BootstrapShardConfig,
                               rosie: RosieHomeResource) -> dg.MaterializeResult:
