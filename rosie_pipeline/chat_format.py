@@ -21,6 +21,7 @@ bootstrap path; the scratch model reads memory through memory attention instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -161,35 +162,55 @@ class Turn:
             emotion_token(self.emotion or "neutral")
 
 
+class Piece(NamedTuple):
+    """A stretch of rendered text. ``rosie``: covered by the loss (her emotion token, her words, what
+    closes her turn). ``written``: words people wrote (a message, a remembered fact), which are encoded
+    as plain text so that ``<|system|>`` typed by a user never becomes the token."""
+
+    text: str
+    rosie: bool = False
+    written: bool = False
+
+
+def _filled(pattern: str, field: str, value: str, rosie: bool = False) -> list[Piece]:
+    before, _, after = pattern.partition("{" + field + "}")
+    pieces = [Piece(before, rosie), Piece(value, rosie, written=True), Piece(after, rosie)]
+    return [p for p in pieces if p.text]
+
+
 def render_segments(turns: list[Turn], memory: list[str] | None = None, add_generation_prompt: bool = False,
-                    fmt: ChatFormat = ROSIE_FORMAT) -> list[tuple[str, bool]]:
-    """The rendered text as (piece, is Rosie's) pieces, in order; Rosie's pieces are what the loss
-    covers (her emotion token, her words and what closes her turn)."""
-    pieces: list[tuple[str, bool]] = []
+                    fmt: ChatFormat = ROSIE_FORMAT) -> list[Piece]:
+    """The rendered text as pieces, in order (see :class:`Piece`)."""
+    pieces: list[Piece] = []
     for turn in turns:
         if turn.role == "system":
-            pieces.append((fmt.system.format(text=turn.text), False))
+            pieces += _filled(fmt.system, "text", turn.text)
             if memory:
-                pieces.append((render_memory(memory, fmt), False))
+                pieces += memory_pieces(memory, fmt)
         elif turn.role == "user":
-            pieces.append((fmt.user.format(text=turn.text), False))
+            pieces += _filled(fmt.user, "text", turn.text)
         elif turn.role == "event":
-            pieces.append((fmt.event.format(event=turn.text, action=EVENT_ACTIONS[turn.text]), False))
+            pieces.append(Piece(fmt.event.format(event=turn.text, action=EVENT_ACTIONS[turn.text])))
         else:
-            pieces.append((fmt.rosie_open, False))
-            pieces.append((f"{emotion_token(turn.emotion or 'neutral')}{fmt.reply_start}{turn.text}{fmt.rosie_close}", True))
-    pieces.append((fmt.rosie_open, False) if add_generation_prompt else (EOS, False))
-    return pieces
+            if fmt.rosie_open:
+                pieces.append(Piece(fmt.rosie_open))
+            pieces.append(Piece(f"{emotion_token(turn.emotion or 'neutral')}{fmt.reply_start}", rosie=True))
+            pieces += _filled("{text}" + fmt.rosie_close, "text", turn.text, rosie=True)
+    pieces.append(Piece(fmt.rosie_open) if add_generation_prompt else Piece(EOS))
+    return [p for p in pieces if p.text]
 
 
-def render_memory(facts: list[str], fmt: ChatFormat = ROSIE_FORMAT) -> str:
+def memory_pieces(facts: list[str], fmt: ChatFormat = ROSIE_FORMAT) -> list[Piece]:
     """The block of remembered facts that follows the system block (when memory travels in the context)."""
-    return fmt.memory_open + "".join(fmt.memory_line.format(fact=fact) for fact in facts) + fmt.memory_close
+    pieces = [Piece(fmt.memory_open)]
+    for fact in facts:
+        pieces += _filled(fmt.memory_line, "fact", fact)
+    return [p for p in pieces + [Piece(fmt.memory_close)] if p.text]
 
 
 def render_text(turns: list[Turn], memory: list[str] | None = None, add_generation_prompt: bool = False,
                 fmt: ChatFormat = ROSIE_FORMAT) -> str:
-    return "".join(piece for piece, _ in render_segments(turns, memory, add_generation_prompt, fmt))
+    return "".join(p.text for p in render_segments(turns, memory, add_generation_prompt, fmt))
 
 
 def as_messages(turns: list[Turn]) -> list[dict[str, str | None]]:

@@ -66,7 +66,7 @@ def text_loss(rosie: LoadedRosie, texts: list[str]) -> TextLoss:
     total, count, size = 0.0, 0, 0
     window = model.config.max_seq_len + 1
     for text in texts:
-        ids = rosie.tokenizer.encode(text, add_special_tokens=False).ids + [eos]
+        ids = rosie.encode_text(text) + [eos]
         for start in range(0, max(1, len(ids) - 1), window - 1):
             chunk = torch.tensor([ids[start : start + window]])
             if chunk.shape[1] < 2:

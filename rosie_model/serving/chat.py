@@ -213,10 +213,13 @@ class Rosie:
         turns = [m for m in messages if m["role"] != "system"]
         in_context = memories if not self.loaded.model.config.memory_layers else None
         room = self.loaded.model.config.max_seq_len - max_new_tokens - 1 - len(self.loaded.reply_start_ids)
-        ids = self.loaded.render(system + turns, in_context)
-        while len(ids) > room and len(turns) > 1:
-            turns = turns[1:]
+        try:
             ids = self.loaded.render(system + turns, in_context)
+            while len(ids) > room and len(turns) > 1:
+                turns = turns[1:]
+                ids = self.loaded.render(system + turns, in_context)
+        except ModelLoadError as exc:  # the folder's chat template refused (or tried to reach Python)
+            raise ChatError(str(exc)) from exc
         return ids
 
     def _use_memory(self, user_id: str, newest: dict[str, Any]) -> tuple[list[str], list[str]]:

@@ -12,13 +12,16 @@ end of text, or the limit.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import torch
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
 from rosie_model.core.checkpoint import load_weights
@@ -69,6 +72,23 @@ def sampling_defaults(folder: ModelFolder) -> SamplingOptions:
         raise ModelLoadError(f"{chosen} is not valid sampling settings ({exc}); delete it to use the defaults") from exc
 
 
+#: Stands in for one piece of people's text while the chat template renders (private-use code points).
+_HELD = re.compile("\ue000([0-9]+)\ue001")
+
+
+def compile_template(source: str) -> jinja2.Template:
+    """A model folder's chat template, compiled in the immutable sandbox: it can format strings and loop,
+    but cannot reach Python objects, attributes or callables (``cycler.__init__.__globals__``…)."""
+    return ImmutableSandboxedEnvironment().from_string(source)
+
+
+def text_only(tokenizer: Tokenizer) -> Tokenizer:
+    """A copy of ``tokenizer`` that reads special-token strings as ordinary characters."""
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.encode_special_tokens = True
+    return copy
+
+
 @dataclass
 class LoadedRosie:
     model: RosieCore
@@ -78,9 +98,17 @@ class LoadedRosie:
     #: The weights file that was loaded (the latest phase unless one was asked for).
     weights: Path
 
-    @property
+    @cached_property
     def template(self) -> jinja2.Template:
-        return jinja2.Environment().from_string(self.settings["chat_template"])
+        return compile_template(self.settings["chat_template"])
+
+    @cached_property
+    def text_tokenizer(self) -> Tokenizer:
+        """The tokenizer for what people wrote: never yields a control token."""
+        return text_only(self.tokenizer)
+
+    def encode_text(self, text: str) -> list[int]:
+        return self.text_tokenizer.encode(text, add_special_tokens=False).ids
 
     @property
     def device(self) -> torch.device:
@@ -117,14 +145,44 @@ class LoadedRosie:
 
     def render(self, messages: list[dict[str, Any]], memory: list[str] | None = None,
                add_generation_prompt: bool = True) -> list[int]:
-        text = self.template.render(messages=messages, memory=memory or [], add_generation_prompt=add_generation_prompt)
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        """The prompt's token ids. Contents and facts enter the template as placeholders; the template's
+        own markup is encoded with its special tokens, each placeholder with :meth:`encode_text`.
+        An event's content must be one of the model's events and an emotion one of its emotions."""
+        held: list[str] = []
+
+        def hold(text: str) -> str:
+            held.append(str(text))
+            return f"\ue000{len(held) - 1}\ue001"
+
+        emotions = set(self.model.config.emotions)
+        safe = []
+        for message in messages:
+            role, content = message["role"], message["content"]
+            if role == "event" and content not in self.events:
+                raise ValueError(f"unknown event {content!r}; the model knows {', '.join(self.events)}")
+            emotion = message.get("emotion")
+            safe.append({"role": role, "content": content if role == "event" else hold(content),
+                         "emotion": emotion if emotion in emotions else None})
+        try:
+            text = self.template.render(messages=safe, memory=[hold(f) for f in memory or []],
+                                        add_generation_prompt=add_generation_prompt)
+        except jinja2.TemplateError as exc:  # SecurityError included: the template tried to reach Python
+            raise ModelLoadError(f"the chat template of {self.folder / 'tokenizer'} cannot render this "
+                                 f"conversation ({type(exc).__name__}: {exc}); use a model folder with a "
+                                 "working chat template") from exc
+        ids: list[int] = []
+        for k, part in enumerate(_HELD.split(text)):
+            if k % 2 == 0:
+                ids += self.tokenizer.encode(part, add_special_tokens=False).ids
+            elif int(part) < len(held):  # a template could spell a placeholder of its own; it gets nothing
+                ids += self.encode_text(held[int(part)])
+        return ids
 
     def text_of(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _fact_batch(self, texts: list[str]) -> torch.Tensor:
-        ids = [self.tokenizer.encode(t, add_special_tokens=False).ids[: self.model.config.max_seq_len] or
+        ids = [self.encode_text(t)[: self.model.config.max_seq_len] or
                [self.model.config.eos_id] for t in texts]
         width = max(len(i) for i in ids)
         batch = torch.full((len(ids), width), self.model.config.pad_id, dtype=torch.long)
@@ -173,7 +231,7 @@ def load_rosie(folder: Path, weights: str | None = None, device: str = "cpu") ->
         step = "tokenizer/"
         tokenizer = Tokenizer.from_file(str(layout.tokenizer_files[0]))
         settings = json.loads(layout.tokenizer_files[1].read_text(encoding="utf-8"))
-        jinja2.Environment().from_string(settings["chat_template"])
+        compile_template(settings["chat_template"])
     except Exception as exc:  # safetensors, json, torch and tokenizers each raise their own kinds
         raise ModelLoadError(f"cannot load {folder / step}: {type(exc).__name__}: {str(exc)[:300]}") from exc
     model.to(device).eval()

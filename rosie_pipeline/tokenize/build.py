@@ -108,13 +108,19 @@ def build_tokenizer(inputs: TokenizerInputs, folder: Path, options: TokenizerOpt
     return TokenizerBuild(sha, tokenizer.get_vocab_size(), True, sampled)
 
 
+#: Bump when the same documents and tokenizer give other token ids (2: people's text encoded without
+#: special-token parsing).
+ENCODING_VERSION = 2
+
+
 def _rebuild_if_changed(out_dir: Path, tokenizer_dir: Path, files: list[Path], options: Any, force: bool,
                        build: Callable[[str], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
     """Run ``build(tokenizer_hash)`` unless the inputs, tokenizer (and its chat markup) and options match the
     last build."""
     tokenizer_hash = tokenizer_sha256(tokenizer_dir)
     wanted = {"inputs": fingerprint(files), "tokenizer_sha256": tokenizer_hash, "options": dataclasses.asdict(options),
-              "chat_format": chat_template(chat_format_of(tokenizer_dir))}  # the markup, as the text it renders
+              "chat_format": chat_template(chat_format_of(tokenizer_dir)),  # the markup, as the text it renders
+              "encoding": ENCODING_VERSION}
     record = Record(out_dir / "build.json")
     previous = None if force else record.current(wanted)
     if previous is not None:

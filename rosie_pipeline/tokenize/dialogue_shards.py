@@ -30,9 +30,11 @@ import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from rosie_pipeline.atomic import write_json_atomic
-from rosie_pipeline.chat_format import EMOTIONS, EOS, PAD, ROSIE_FORMAT, ChatFormat, Turn, render_memory, render_segments
+from rosie_pipeline.chat_format import (EMOTIONS, EOS, PAD, ROSIE_FORMAT, ChatFormat, Piece, Turn, memory_pieces,
+                                        render_segments)
 from rosie_pipeline.dialogue.schema import turns_of
 from rosie_pipeline.tokenize.shards import _swap_in, file_sha256, token_dtype
+from rosie_pipeline.tokenize.tokenizer import text_only
 
 
 @dataclass(frozen=True)
@@ -61,16 +63,19 @@ class DialogueEncoder:
     def __init__(self, tokenizer: Tokenizer, seq_len: int, memory_in_context: bool = False,
                  fmt: ChatFormat = ROSIE_FORMAT) -> None:
         self.tokenizer, self.fmt = tokenizer, fmt
+        self.text_tokenizer = text_only(tokenizer)
         self.length = seq_len + 1
         self.memory_in_context = memory_in_context
         self.pad = tokenizer.token_to_id(PAD)
         self.eos = tokenizer.token_to_id(EOS)
 
-    def _ids(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+    def _encoded(self, pieces: list[Piece]) -> list[tuple[list[int], bool]]:
+        """(ids, covered by the loss) per piece; people's words through the text-only tokenizer."""
+        return [((self.text_tokenizer if p.written else self.tokenizer).encode(p.text, add_special_tokens=False).ids,
+                 p.rosie) for p in pieces]
 
     def _pieces(self, turn: Turn) -> list[tuple[list[int], bool]]:
-        return [(self._ids(piece), is_rosie) for piece, is_rosie in render_segments([turn], fmt=self.fmt)[:-1]]
+        return self._encoded(render_segments([turn], fmt=self.fmt)[:-1])
 
     def encode(self, row: dict[str, Any]) -> list[EncodedRow]:
         turns = turns_of(row)
@@ -78,13 +83,14 @@ class DialogueEncoder:
         body = turns[len(system):]
         facts = list(row.get("memory") or [])
         system_ids = [i for t in system for ids, _ in self._pieces(t) for i in ids]
-        memory_ids = self._ids(render_memory(facts, self.fmt)) if self.memory_in_context and facts else []
+        memory_ids = [i for ids, _ in self._encoded(memory_pieces(facts, self.fmt)) for i in ids] \
+            if self.memory_in_context and facts else []
         # what precedes the turns, longest first: the system block (then the facts, as the chat template
         # renders them), the facts alone (they are what the answer needs), nothing
         prefixes = [system_ids + memory_ids, memory_ids] if memory_ids else [system_ids]
         pieces = [self._pieces(t) for t in body]
         sizes = [sum(len(ids) for ids, _ in p) for p in pieces]
-        memory = [self._ids(fact) for fact in facts]
+        memory = [self.text_tokenizer.encode(fact, add_special_tokens=False).ids for fact in facts]
         rows = []
         for k, turn in enumerate(body):
             if turn.role != "rosie":

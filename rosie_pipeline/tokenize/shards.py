@@ -24,6 +24,7 @@ from tokenizers import Tokenizer
 
 from rosie_pipeline.atomic import write_json_atomic
 from rosie_pipeline.chat_format import EOS
+from rosie_pipeline.tokenize.tokenizer import text_only
 
 SPLITS = ("train", "val")
 ENCODE_BATCH = 1024
@@ -124,9 +125,10 @@ def write_shards(
     for split in SPLITS:
         (tmp / split).mkdir(parents=True)
         writers[split] = _SplitWriter(tmp / split, options.seq_len, dtype, rows_per_shard)
+    text_tokenizer = text_only(tokenizer)  # a page that spells <|endoftext|> is text, not the end of it
     try:
         for batch in _batches(documents, ENCODE_BATCH):
-            encodings = tokenizer.encode_batch_fast([text for _, text in batch], add_special_tokens=False)
+            encodings = text_tokenizer.encode_batch_fast([text for _, text in batch], add_special_tokens=False)
             streams: dict[str, list[int]] = {split: [] for split in SPLITS}
             counts = dict.fromkeys(SPLITS, 0)
             for (doc_id, _), encoding in zip(batch, encodings):

@@ -105,6 +105,15 @@ def load_tokenizer(folder: Path) -> Tokenizer:
     return Tokenizer.from_file(str(folder / TOKENIZER_FILE))
 
 
+def text_only(tokenizer: Tokenizer) -> Tokenizer:
+    """A copy of ``tokenizer`` that reads special-token strings as ordinary characters: for documents and
+    people's words, so a page or a message that contains ``<|endoftext|>`` or ``<|system|>`` is trained on
+    (and answered) as the characters it is. rosie_model encodes the same way at inference."""
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.encode_special_tokens = True
+    return copy
+
+
 def special_token_ids(tokenizer: Tokenizer) -> dict[str, int]:
     ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
     missing = [token for token, i in ids.items() if i is None]

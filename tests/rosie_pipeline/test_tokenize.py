@@ -85,6 +85,18 @@ def test_shards_pack_documents_with_eos_and_split_by_hash(tokenizer_dir, tmp_pat
     assert len(manifests["train"]["shards"]) > 1 and manifests["val"]["rows"] > 0
 
 
+def test_a_document_that_spells_control_tokens_is_packed_as_text(tokenizer_dir, tmp_path):
+    folder, sha = tokenizer_dir
+    tokenizer = load_tokenizer(folder)
+    spelled = "A forum post about " + "".join(SPECIAL_TOKENS) + " markup."
+    manifests = write_shards([("a", spelled)], tokenizer, sha, tmp_path / "s", ShardOptions(seq_len=15, val_permille=0))
+    table = pq.read_table(tmp_path / "s" / "train" / manifests["train"]["shards"][0]["file"])
+    ids = [i for row in table["tokens"].to_pylist() for i in row]
+    specials = {tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
+    assert len(ids) > 100 and not specials & set(ids)  # the rows (all but the last few tokens) hold no control token
+    assert spelled.startswith(tokenizer.decode(ids, skip_special_tokens=False))
+
+
 def test_verify_detects_tampering_and_another_tokenizer(tokenizer_dir, tmp_path):
     folder, sha = tokenizer_dir
     write_shards(CORPUS, load_tokenizer(folder), sha, tmp_path / "s", ShardOptions(seq_len=31))
