@@ -7,7 +7,8 @@ MinHash signatures in a datasketch ``MinHashLSH`` (defaults: 5-word shingles, 14
 * local (default): every run that keeps documents adds one *segment* (Parquet: id, exact hash,
   cluster id, signature) under ``index/``; the LSH is rebuilt from the segments on load.
 * Redis: the LSH lives in Redis through datasketch's storage config, so many workers dedup against
-  one index. A segment is inserted only after it is committed locally; a set in Redis records which
+  one index. Keys are stored as the document ids' UTF-8 bytes, never pickled: whoever can write to that
+  Redis can at worst plant a bogus candidate id, not run code in every worker. A segment is inserted only after it is committed locally; a set in Redis records which
   segments it holds, and any committed segment it lacks (a run killed mid-insert) is re-inserted
   before the next run starts, so the index is never seen half-updated.
 
@@ -41,6 +42,10 @@ _MIX = np.uint64(0x9E3779B1)  # odd 32-bit constant: shingle hash = polynomial i
 SEGMENT_SCHEMA = pa.schema(
     [("id", pa.string()), ("exact_hash", pa.string()), ("cluster_id", pa.string()), ("signature", pa.list_(pa.uint32()))]
 )
+
+
+#: How document ids are stored as LSH keys in Redis (recorded next to the index).
+KEY_FORMAT = b"utf-8"
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ class DedupIndex:
 
             storage = {"type": "redis", "basename": self.options.redis_prefix.encode(), "redis": parse_url(redis_url)}
         return MinHashLSH(num_perm=self.options.num_perm, params=(self.options.bands, self.options.rows),
-                          storage_config=storage)
+                          storage_config=storage, prepickle=False)
 
     def _segments(self) -> Iterator[tuple[str, pa.Table]]:
         for name in self.manifest["segments"]:
@@ -150,6 +155,8 @@ class DedupIndex:
 
     def _load(self) -> None:
         applied = self._redis_applied() if self.options.redis_url else set()
+        if self.options.redis_url:
+            self._check_key_format(applied)
         for name, table in self._segments():
             for doc_id, exact, cluster in zip(table["id"].to_pylist(), table["exact_hash"].to_pylist(),
                                               table["cluster_id"].to_pylist()):
@@ -163,9 +170,10 @@ class DedupIndex:
     def _insert(self, lsh: MinHashLSH, table: pa.Table, replace: bool) -> None:
         with lsh.insertion_session() as session:
             for doc_id, signature in zip(table["id"].to_pylist(), table["signature"].to_numpy(zero_copy_only=False)):
-                if replace and doc_id in lsh:
-                    lsh.remove(doc_id)  # left by a run killed mid-insert
-                session.insert(doc_id, LeanMinHash(seed=self.options.seed, hashvalues=signature, scheme=self.signer.scheme), check_duplication=False)
+                key = doc_id.encode()
+                if replace and key in lsh:
+                    lsh.remove(key)  # left by a run killed mid-insert
+                session.insert(key, LeanMinHash(seed=self.options.seed, hashvalues=signature, scheme=self.signer.scheme), check_duplication=False)
 
     # -- redis bookkeeping --------------------------------------------------------------------------
     @property
@@ -176,6 +184,19 @@ class DedupIndex:
         import redis
 
         return redis.Redis.from_url(self.options.redis_url)
+
+    def _check_key_format(self, applied: set[str]) -> None:
+        """Refuse an index whose keys an older Rosie pickled (reading them would unpickle what Redis holds)."""
+        key = f"{self.options.redis_prefix}:key-format"
+        stored = self._redis().get(key)
+        if applied and stored != KEY_FORMAT:
+            prefix = self.options.redis_prefix
+            raise ValueError(
+                f"the Redis LSH index under {prefix!r} was written with pickled keys, which Rosie no longer reads "
+                f"(unpickling what sits in Redis can run code). Delete its keys (redis-cli --scan --pattern "
+                f"'{prefix}*' | xargs redis-cli del); the next run re-inserts the local segments."
+            )
+        self._redis().set(key, KEY_FORMAT)
 
     def _redis_applied(self) -> set[str]:
         return {m.decode() for m in self._redis().smembers(self._applied_key)}
@@ -189,14 +210,15 @@ class DedupIndex:
         if exact in self.exact:
             return Verdict("exact", self.exact[exact])
         signature = self.signer.signature(text)
-        candidates = set(self._lsh.query(signature))
+        found = self._lsh.query(signature)
         if self._run_lsh is not self._lsh:
-            candidates |= set(self._run_lsh.query(signature))
+            found += self._run_lsh.query(signature)
+        candidates = {key.decode("utf-8", errors="replace") for key in found}
         if candidates:
             return Verdict("near", min(candidates))  # only cluster representatives are ever indexed
         self.exact[exact] = doc_id
         self.cluster_of[doc_id] = doc_id
-        self._run_lsh.insert(doc_id, signature, check_duplication=False)
+        self._run_lsh.insert(doc_id.encode(), signature, check_duplication=False)
         self._pending.append({"id": doc_id, "exact_hash": exact, "cluster_id": doc_id,
                               "signature": signature.hashvalues.astype(np.uint32).tolist()})
         return Verdict("unique", doc_id)

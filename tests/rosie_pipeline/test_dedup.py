@@ -123,3 +123,42 @@ def test_redis_index_is_shared_and_recovers(tmp_path, redis_url):
     results = run_dedup({"web/a": first, "web/b": second}, out, options)
     assert next(r for r in results if r.key == "web/b").near == 1
     assert len(client.smembers("rosie-test:segments")) == 1
+
+
+class _Planted:
+    """Unpickling this writes a file: what an attacker with write access to Redis would plant."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickle_planted_in_redis_is_never_unpickled(tmp_path, redis_url):
+    import pickle
+
+    import redis
+
+    options = DedupOptions(redis_url=redis_url, redis_prefix="rosie-planted")
+    base = prose_document(8)
+    run_dedup({"web/a": _write(tmp_path / "a.parquet", [_doc("1", base)])}, tmp_path / "dedup", options)
+    client = redis.Redis.from_url(redis_url)
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Planted(str(marker)))
+    buckets = [k for k in client.scan_iter("rosie-planted*") if client.type(k) == b"set" and b"segments" not in k]
+    assert buckets
+    for bucket in buckets:  # every band bucket now also holds the payload
+        client.sadd(bucket, payload)
+    verdict = DedupIndex(tmp_path / "worker", options).check("2", base.replace("rainy", "grey"))
+    assert verdict.kind == "near" and not marker.exists()
+
+
+def test_a_redis_index_with_pickled_keys_is_refused_with_the_fix(tmp_path, redis_url):
+    import redis
+
+    options = DedupOptions(redis_url=redis_url, redis_prefix="rosie-old")
+    run_dedup({"web/a": _write(tmp_path / "a.parquet", [_doc("1", prose_document(8))])}, tmp_path / "dedup", options)
+    redis.Redis.from_url(redis_url).delete("rosie-old:key-format")  # as an older Rosie left it
+    with pytest.raises(ValueError, match="pickled keys.*redis-cli"):
+        DedupIndex(tmp_path / "dedup", options)
