@@ -8,13 +8,15 @@
 
 Other people's names become ``You`` (the user) and ``Rosie`` (the character), e-mail addresses, IPs
 and phone numbers are redacted, a card's character becomes a persona with its own id, and Rosie's
-turns get an emotion from the weak labeller (``neutral`` when it abstains). A malformed file or record
-is skipped with a reason, never a crash.
+turns get an emotion from the weak labeller (``neutral`` when it abstains). A malformed record is
+skipped with a reason; a file that breaks an importer in a way no rule foresaw is skipped whole, with
+its name and the error (:func:`read_landing_file`), never a crash of the stage.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import struct
@@ -66,9 +68,11 @@ class PersonaRegistry:
 
 
 def clean(text: str, names: dict[str, str]) -> str:
-    """Names replaced (whole words, case-insensitive), PII redacted, whitespace tidied."""
+    """Names replaced (whole words, case-insensitive), PII redacted, whitespace tidied; a lone surrogate
+    (``"\\ud800"`` in JSON) becomes ``?`` so the text can be written."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
     for name, replacement in names.items():
-        if name and name.strip():
+        if isinstance(name, str) and name.strip():  # a name that is not a string (an int user_name) is no name
             text = re.sub(rf"(?<!\w){re.escape(name.strip())}(?!\w)", replacement, text, flags=re.IGNORECASE)
     doc = Doc(text.strip())
     _PII(doc)
@@ -121,10 +125,10 @@ def read_sillytavern(path: Path) -> Iterator[Imported | Rejected]:
         lines = [line for line in fh if line.strip()]
     try:
         header = json.loads(lines[0]) if lines else None
-    except json.JSONDecodeError as exc:
-        yield bad("invalid_json", 1, str(exc), lines[0])
+    except (json.JSONDecodeError, RecursionError) as exc:
+        yield bad("invalid_json", 1, str(exc) or "nested too deeply", lines[0])
         return
-    if not isinstance(header, dict) or "character_name" not in header:
+    if not isinstance(header, dict) or not isinstance(header.get("character_name"), str):
         yield bad("not_a_chat_log", 1, "first line has no character_name", str(lines[:1]))
         return
     names = {header.get("user_name") or "": "You", header["character_name"]: "Rosie"}
@@ -132,8 +136,8 @@ def read_sillytavern(path: Path) -> Iterator[Imported | Rejected]:
     for number, line in enumerate(lines[1:], start=2):
         try:
             message = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield bad("invalid_json", number, str(exc), line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            yield bad("invalid_json", number, str(exc) or "nested too deeply", line)
             continue
         if not isinstance(message, dict) or not isinstance(message.get("mes"), str):
             yield bad("missing_fields", number, "message without 'mes'", line)
@@ -165,7 +169,7 @@ def card_from_png(data: bytes) -> dict[str, Any] | None:
                     value = value[2:].split(b"\x00", 2)[-1]
                 try:
                     return json.loads(base64.b64decode(value))
-                except (ValueError, json.JSONDecodeError):
+                except (ValueError, RecursionError):  # binascii, JSON and UTF-8 errors are ValueErrors
                     return None
         if kind == b"IEND":
             break
@@ -183,12 +187,16 @@ def read_card(path: Path, registry: PersonaRegistry) -> Iterator[Imported | Reje
     else:
         try:
             card = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            yield bad("invalid_json", None, str(exc), raw[:2000])
+        except (ValueError, RecursionError) as exc:
+            yield bad("invalid_json", None, str(exc) or "nested too deeply", raw[:2000])
             return
     data = card.get("data", card) if isinstance(card, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         yield bad("not_a_card", None, "no character name (V1 'name' or V2 'data.name')", raw[:2000])
+        return
+    wrong = [key for key in ("first_mes", "mes_example") if not isinstance(data.get(key) or "", str)]
+    if wrong:
+        yield bad("bad_field_type", None, f"{', '.join(wrong)} must be text", raw[:2000])
         return
     persona = registry.id_for(data["name"])
     names = {"{{char}}": "Rosie", "{{user}}": "You", "<BOT>": "Rosie", "<USER>": "You", data["name"]: "Rosie"}
@@ -216,21 +224,25 @@ def read_characterai(path: Path, registry: PersonaRegistry) -> Iterator[Imported
         dump = json.loads(path.read_text(encoding="utf-8"))
         character = dump["info"]["character"]["name"]
         histories = dump["histories"]["histories"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        if not isinstance(character, str) or not isinstance(histories, list):
+            raise TypeError("the character's name must be text and histories a list")
+    except (ValueError, RecursionError, KeyError, TypeError) as exc:
         yield bad("not_a_characterai_dump", None, f"{type(exc).__name__}: {exc}", path.read_bytes()[:2000])
         return
     persona = registry.id_for(character)
     for n, history in enumerate(histories):
         messages = history.get("msgs", []) if isinstance(history, dict) else []
-        humans = {m["src"].get("name") or "" for m in messages
+        humans = {m["src"].get("name") for m in messages
                   if isinstance(m, dict) and isinstance(m.get("src"), dict) and m["src"].get("is_human")}
         names = {character: "Rosie", **dict.fromkeys(humans, "You")}
         turns = []
         for message in messages:
             try:
                 is_human, text = bool(message["src"]["is_human"]), message["text"]
+                if not isinstance(text, str):
+                    raise TypeError("text is not a string")
             except (KeyError, TypeError):
-                yield bad("missing_fields", n, "message without src/text", json.dumps(message)[:2000])
+                yield bad("missing_fields", n, "message without src/text", json.dumps(message, default=str)[:2000])
                 continue
             text = clean(text, names)
             if text:
@@ -240,7 +252,19 @@ def read_characterai(path: Path, registry: PersonaRegistry) -> Iterator[Imported
 
 
 def read_landing_file(path: Path, registry: PersonaRegistry) -> Iterator[Imported | Rejected]:
-    """Dispatch a file in ``landing/dialogue`` by its form: .jsonl chat logs, .png cards, .json cards or dumps."""
+    """Dispatch a file in ``landing/dialogue`` by its form: .jsonl chat logs, .png cards, .json cards or dumps.
+
+    The file is read whole before anything is yielded, so one that breaks its importer costs that file:
+    it is reported as ``unreadable_file`` with its name and the error, and the stage goes on."""
+    try:
+        items = list(_read_by_form(path, registry))
+    except Exception as exc:  # noqa: BLE001 — a crafted file must not stop every other file's dialogues
+        items = [bad("unreadable_file", None, f"{type(exc).__name__}: {str(exc)[:200]}")]
+    for item in items:
+        yield dataclasses.replace(item, file=path.name) if isinstance(item, Rejected) else item
+
+
+def _read_by_form(path: Path, registry: PersonaRegistry) -> Iterator[Imported | Rejected]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         yield from read_sillytavern(path)
@@ -249,8 +273,8 @@ def read_landing_file(path: Path, registry: PersonaRegistry) -> Iterator[Importe
     elif suffix == ".json":
         try:
             head = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            yield bad("invalid_json", None, str(exc), path.read_bytes()[:2000])
+        except (ValueError, RecursionError) as exc:
+            yield bad("invalid_json", None, str(exc) or "nested too deeply", path.read_bytes()[:2000])
             return
         yield from (read_characterai(path, registry) if isinstance(head, dict) and "histories" in head
                     else read_card(path, registry))

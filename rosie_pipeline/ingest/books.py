@@ -39,9 +39,50 @@ def is_book_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() == ".txt" and not path.name.startswith(".")
 
 
+#: Byte-order marks, longest first (UTF-32-LE's starts with UTF-16-LE's).
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+#: Share of NUL bytes in the head above which a file without a BOM is UTF-16/32 or not text at all.
+_NUL_HEAVY = 0.2
+#: Share of control bytes (not tab, line breaks or form feed) above which a byte-oriented file is binary.
+_CONTROL_HEAVY = 0.05
+_CONTROL = bytes(c for c in range(32) if c not in (9, 10, 12, 13)) + b"\x7f"
+
+
+class NotText(ValueError):
+    """A ``.txt`` file that is binary (NUL bytes in no UTF-16/32 pattern)."""
+
+
+def wide_encoding(head: bytes) -> str | None:
+    """UTF-16/32 from a byte-order mark or, without one, from where the NUL bytes of ASCII text fall
+    (every other byte: UTF-16; three of four: UTF-32). None for byte-oriented text; NotText for binary."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return None if name == "utf-8-sig" else name
+    if not head or head.count(0) < _NUL_HEAVY * len(head):
+        if len(head) - len(head.translate(None, _CONTROL)) > _CONTROL_HEAVY * len(head):
+            raise NotText(f"{len(head) - len(head.translate(None, _CONTROL)):,} control bytes in the first "
+                          f"{len(head):,}: not text")
+        return None
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    quads = [head[k::4].count(0) for k in range(4)]
+    quarter = len(head) / 4
+    if sum(q > 0.9 * quarter for q in quads) == 3:
+        return "utf-32-le" if quads[0] < 0.9 * quarter else "utf-32-be"
+    if odd > 0.9 * len(head) / 2 > even:
+        return "utf-16-le"
+    if even > 0.9 * len(head) / 2 > odd:
+        return "utf-16-be"
+    raise NotText(f"{head.count(0):,} NUL bytes in the first {len(head):,} in no UTF-16/32 pattern: not text")
+
+
 def detect_encoding(path: Path, declared: str | None, fallbacks: tuple[str, ...]) -> str:
-    """UTF-8 when the whole file decodes as UTF-8 (checked incrementally), else the header's
-    declared charset, else the first fallback."""
+    """UTF-16/32 by BOM or NUL pattern, else UTF-8 when the whole file decodes as UTF-8 (checked
+    incrementally), else the header's declared charset, else the first fallback."""
+    with open(path, "rb") as fh:
+        wide = wide_encoding(fh.read(1 << 16))
+    if wide:
+        return wide
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         with open(path, "rb") as fh:
@@ -59,10 +100,11 @@ def detect_encoding(path: Path, declared: str | None, fallbacks: tuple[str, ...]
     return fallbacks[0]
 
 
-def read_header_fields(path: Path, max_lines: int = 400) -> dict[str, str]:
+def read_header_fields(path: Path, max_lines: int = 400, encoding: str = "latin-1") -> dict[str, str]:
     """Title/Author/Language/... from the lines before the START marker."""
     fields: dict[str, str] = {}
-    with open(path, encoding="latin-1") as fh:  # header fields are ASCII in practice; latin-1 never fails
+    # header fields are ASCII in practice; latin-1 never fails (UTF-16/32 files are read as what they are)
+    with open(path, encoding=encoding, errors="replace") as fh:
         for number, line in enumerate(fh):
             if number >= max_lines or _START.match(line):
                 break
@@ -86,9 +128,15 @@ class GutenbergReader:
         if path.stat().st_size == 0:
             yield skipped("empty_file")
             return
-        header = read_header_fields(path)
-        encoding = detect_encoding(path, header.get("character set encoding"), self.options.fallback_encodings)
-        if encoding != "utf-8-sig":
+        try:
+            with open(path, "rb") as fh:
+                wide = wide_encoding(fh.read(1 << 16))
+        except NotText as exc:
+            yield bad("not_text", None, str(exc))
+            return
+        header = read_header_fields(path, encoding=wide or "latin-1")
+        encoding = wide or detect_encoding(path, header.get("character set encoding"), self.options.fallback_encodings)
+        if encoding not in ("utf-8-sig", wide):
             header = {key: _redecode(value, encoding) for key, value in header.items()}
         title = header.get("title") or path.stem.replace("_", " ")
         part = 0
@@ -133,7 +181,7 @@ class GutenbergReader:
                     continue
                 if _END.match(raw):
                     break
-                line = raw.strip()
+                line = raw.replace("\x00", "").strip()
                 if line:
                     lines.append(line)
                     continue

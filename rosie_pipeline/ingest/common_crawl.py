@@ -29,6 +29,8 @@ CC_SUFFIXES = (".warc", ".warc.gz", ".wet", ".wet.gz", ".warc.wet.gz")
 class CommonCrawlOptions:
     extractor: Extractor = "resiliparse"
     max_record_bytes: int = 16 * 1024 * 1024
+    #: An HTTP body once its gzip/deflate content encoding is undone (pages past this are quarantined).
+    max_body_bytes: int = 8 * 1024 * 1024
     min_text_chars: int = 1
 
 
@@ -48,13 +50,20 @@ class CommonCrawlReader:
         for item in iter_warc_records(chunks, self.options.max_record_bytes):
             yield from errors
             errors.clear()
-            yield item if isinstance(item, Rejected) else self._record(item, path.name)
+            yield item if isinstance(item, Rejected) else self._guarded(item, path.name)
         yield from errors
+
+    def _guarded(self, record: WarcRecord, file_name: str) -> Row | Rejected:
+        """One record's document; whatever a hostile record breaks on costs that record, never the file."""
+        try:
+            return self._record(record, file_name)
+        except Exception as exc:  # noqa: BLE001 — the parsers below raise their own kinds on crafted bytes
+            return bad("record_failed", record.offset, f"{type(exc).__name__}: {str(exc)[:200]}", record.block[:2000])
 
     def _record(self, record: WarcRecord, file_name: str) -> Row | Rejected:
         if record.type == "response":
             try:
-                response = parse_http_response(record.block)
+                response = parse_http_response(record.block, self.options.max_body_bytes)
             except PayloadError as exc:
                 return bad("http_unparseable", record.offset, str(exc), record.block[:2000])
             return self._html(record, response, file_name)

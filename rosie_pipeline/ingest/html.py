@@ -14,6 +14,9 @@ from resiliparse.parse.html import HTMLTree
 
 Extractor = Literal["resiliparse", "trafilatura"]
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+#: Text codecs Python has that no web page means: they would read escape syntax, not characters.
+_NOT_CHARSETS = {"idna", "punycode", "unicode-escape", "raw-unicode-escape"}
+_STATUS = re.compile(r"[0-9]{3}")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.IGNORECASE)
 
 
@@ -40,8 +43,9 @@ class HttpResponse:
         return None
 
 
-def parse_http_response(block: bytes) -> HttpResponse:
-    """Split a WARC ``response`` block into status, headers and the decoded body."""
+def parse_http_response(block: bytes, max_body_bytes: int) -> HttpResponse:
+    """Split a WARC ``response`` block into status, headers and the decoded body (at most
+    ``max_body_bytes`` once decoded: a 1 KB gzip bomb must not become a 128 MB page)."""
     head_end, sep_len = block.find(b"\r\n\r\n"), 4
     if head_end < 0:
         head_end, sep_len = block.find(b"\n\n"), 2
@@ -49,7 +53,7 @@ def parse_http_response(block: bytes) -> HttpResponse:
         raise PayloadError("no end of HTTP headers")
     lines = block[:head_end].decode("latin-1").splitlines()
     parts = lines[0].split(None, 2) if lines else []
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not _STATUS.fullmatch(parts[1]):
         raise PayloadError(f"bad HTTP status line {lines[0][:80] if lines else ''!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:
@@ -59,7 +63,7 @@ def parse_http_response(block: bytes) -> HttpResponse:
     body = block[head_end + sep_len :]
     if "chunked" in headers.get("transfer-encoding", "").lower():
         body = _dechunk(body)
-    body = _decode_content(body, headers.get("content-encoding", "").lower().strip())
+    body = _decode_content(body, headers.get("content-encoding", "").lower().strip(), max_body_bytes)
     return HttpResponse(int(parts[1]), headers, body)
 
 
@@ -80,14 +84,18 @@ def _dechunk(body: bytes) -> bytes:
         pos = line_end + 2 + size + 2
 
 
-def _decode_content(body: bytes, encoding: str) -> bytes:
+def _decode_content(body: bytes, encoding: str, max_bytes: int) -> bytes:
     if encoding in ("", "identity"):
         return body
     if encoding in ("gzip", "x-gzip", "deflate"):
+        inflater = zlib.decompressobj(47 if encoding != "deflate" else zlib.MAX_WBITS)
         try:
-            return zlib.decompress(body, 47 if encoding != "deflate" else zlib.MAX_WBITS)
+            out = inflater.decompress(body, max_bytes + 1)
         except zlib.error as exc:
             raise PayloadError(f"bad {encoding} content encoding: {exc}") from exc
+        if len(out) > max_bytes:
+            raise PayloadError(f"the {encoding} body inflates past {max_bytes:,} bytes (a compression bomb?)")
+        return out
     raise PayloadError(f"unsupported content encoding {encoding!r}")
 
 
@@ -95,9 +103,11 @@ def _valid_codec(name: str | None) -> str | None:
     if not name:
         return None
     try:
-        return codecs.lookup(name).name
+        info = codecs.lookup(name)
     except LookupError:
         return None
+    # bytes-to-bytes codecs (rot13, hex, zlib…) are found by lookup but cannot decode a page
+    return info.name if getattr(info, "_is_text_encoding", True) and info.name not in _NOT_CHARSETS else None
 
 
 def decode_html(body: bytes, declared_charset: str | None) -> tuple[str, str]:
@@ -108,7 +118,10 @@ def decode_html(body: bytes, declared_charset: str | None) -> tuple[str, str]:
         or _valid_codec(sniffed.group(1).decode("ascii", "ignore") if sniffed else None)
         or detect_encoding(body)
     )
-    return bytes_to_str(body, charset, errors="replace"), charset
+    try:
+        return bytes_to_str(body, charset, errors="replace"), charset
+    except (LookupError, ValueError):  # a name the detector returned that Python cannot decode with
+        return body.decode("utf-8", errors="replace"), "utf-8"
 
 
 def extract_main_text(html: str, extractor: Extractor = "resiliparse") -> tuple[str, str | None]:

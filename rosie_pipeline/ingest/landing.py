@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,11 @@ from rosie_pipeline.step import fingerprint
 from rosie_pipeline.paths import RosieHome
 
 INGEST_SOURCES = ("common_crawl", "books", "reddit")
-#: Substrings Dagster refuses in partition keys; files whose names carry them are not ingested.
-_BAD_KEY_PARTS = ("...", "\a", "\b", "\f", "\n", "\r", "\t", "\v", "\0")
+#: Substrings Dagster refuses in partition keys; a file whose name carries them gets a key without them.
+_BAD_KEY_PARTS = re.compile(r"\.\.\.+|[\x00-\x1f\x7f]+")
+#: Longest folder name a key is used as as it is (file systems allow 255 bytes; temporary names need room).
+_MAX_FOLDER_BYTES = 120
+_PLAIN_FOLDER = re.compile(r"[\w.+=@,-]+")
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,13 @@ class LandedInput:
 
     @property
     def folder_name(self) -> str:
-        """The key as one folder name (keys of files in nested landing folders contain '/')."""
-        return self.key.replace("/", "__")
+        """The key as one folder name: itself when it is a short plain name, else a readable part and a
+        digest of the key (``sub/dir.txt`` and ``sub__dir.txt`` stay apart; 250-character names fit)."""
+        if _PLAIN_FOLDER.fullmatch(self.key) and len(self.key.encode()) <= _MAX_FOLDER_BYTES \
+                and not self.key.startswith("."):
+            return self.key
+        readable = re.sub(r"[^\w.+=@,-]+", "_", self.key).strip("._")[:80]
+        return f"{readable}~{_digest(self.key)}"
 
     def version(self) -> str:
         """A short digest of the files' names, sizes and mtimes."""
@@ -59,7 +68,7 @@ def scan_landing(home: RosieHome, source: str) -> list[LandedInput]:
         inputs = [LandedInput(source, month, tuple(paths)) for month, paths in months.items()]
     else:
         raise ValueError(f"{source!r} is not an ingest source; expected one of {INGEST_SOURCES}")
-    return sorted((i for i in inputs if not any(bad in i.key for bad in _BAD_KEY_PARTS)), key=lambda i: i.key)
+    return sorted(inputs, key=lambda i: i.key)
 
 
 def find_input(home: RosieHome, source: str, key: str) -> LandedInput | None:
@@ -67,4 +76,14 @@ def find_input(home: RosieHome, source: str, key: str) -> LandedInput | None:
 
 
 def _key(folder: Path, path: Path) -> str:
-    return path.relative_to(folder).as_posix()
+    """The file's path under its landing folder, made a valid Dagster partition key: a name with a TAB, a
+    newline or ``...`` (or bytes that are not UTF-8) gets those parts replaced and a digest of the name."""
+    name = path.relative_to(folder).as_posix()
+    clean = _BAD_KEY_PARTS.sub("_", name).encode("utf-8", "replace").decode("utf-8")
+    if clean != name or name.encode("utf-8", "surrogateescape") != name.encode("utf-8", "replace"):
+        return f"{clean}~{_digest(name)}"
+    return name
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:10]

@@ -34,6 +34,10 @@ from rosie_pipeline.parquet import ParquetSink
 SOURCE = "reddit"
 DUMP_NAME = re.compile(r"^(?P<kind>RS|RC)_(?P<month>[0-9A-Za-z_-]+)\.zst$")
 REMOVED_TEXT = {"[deleted]", "[removed]"}
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+#: Bounds of a believable record (an int64 column, a datetime before the year 10000).
+MAX_SCORE = 2**53
+MAX_EPOCH = 253_402_300_799
 #: zstd on Reddit ndjson compresses about this much; used only to size the hash buckets.
 EXPANSION_ESTIMATE = 8
 
@@ -150,11 +154,15 @@ class PushshiftReader:
             return bad("invalid_utf8", offset, str(exc), data)
         except json.JSONDecodeError as exc:
             return bad("invalid_json", offset, str(exc), data)
+        except RecursionError:
+            return bad("invalid_json", offset, "nested too deeply", data)
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
             return bad("missing_fields", offset, "not an object with a string 'id'", data)
+        if _ESCAPED_SURROGATE.search(data):  # "\ud800" alone parses to a str that no UTF-8 writer takes
+            raw = _without_surrogates(raw)
         try:
             record = _slim(raw, kind)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             return bad("bad_field_type", offset, str(exc), data)
         reason = self._rule(record)
         return skipped(reason) if reason else record
@@ -177,7 +185,14 @@ class PushshiftReader:
         for record in records:
             by_thread[record["link_id"]].append(record)
         for link_id in sorted(by_thread):
-            yield from self._thread(link_id, by_thread[link_id])
+            records = by_thread[link_id]
+            try:
+                built = list(self._thread(link_id, records))
+            except Exception as exc:  # noqa: BLE001 — one thread that breaks the builder costs that thread
+                detail = f"{type(exc).__name__}: {str(exc)[:200]}"
+                built = [dataclasses.replace(bad("thread_failed", None, detail, json.dumps(r, default=str)), file=None)
+                         for r in records]
+            yield from built
 
     def _thread(self, link_id: str, records: list[dict[str, Any]]) -> Iterator[Row | Rejected]:
         submission = next((r for r in records if r["kind"] == "submission"), None)
@@ -306,7 +321,7 @@ def _slim(raw: dict[str, Any], kind: str) -> dict[str, Any]:
     if kind == "submission":
         link_id, parent_id, text = f"t3_{record_id}", None, raw.get("selftext")
     else:
-        link_id, parent_id, text = raw.get("link_id"), raw.get("parent_id"), raw.get("body")
+        link_id, parent_id, text = raw.get("link_id"), _str_or_none(raw.get("parent_id")), raw.get("body")
         if not isinstance(link_id, str) or not link_id:
             raise ValueError("comment without link_id")
     return {
@@ -319,10 +334,43 @@ def _slim(raw: dict[str, Any], kind: str) -> dict[str, Any]:
         "text": _str_or_none(text) or "",
         "subreddit": _str_or_none(raw.get("subreddit")),
         "permalink": _str_or_none(raw.get("permalink")),
-        "score": None if raw.get("score") is None else int(raw["score"]),
-        "created_utc": None if raw.get("created_utc") is None else int(float(raw["created_utc"])),
-        "over_18": bool(raw.get("over_18", False)),
+        "score": _whole_number(raw.get("score"), "score", -MAX_SCORE, MAX_SCORE),
+        "created_utc": _whole_number(raw.get("created_utc"), "created_utc", 0, MAX_EPOCH),
+        "over_18": _flag(raw.get("over_18")),
     }
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    return value
+
+
+def _whole_number(value: Any, name: str, low: int, high: int) -> int | None:
+    """Pushshift's numbers arrive as ints, floats or strings; anything outside [low, high] is a bad record."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"{name} is a {type(value).__name__}, not a number")
+    number = float(value) if not isinstance(value, int) else value
+    if not (isinstance(number, int) or math.isfinite(number)) or not low <= number <= high:
+        raise ValueError(f"{name} {str(value)[:40]} is outside [{low}, {high}]")
+    return int(number)
+
+
+def _flag(value: Any) -> bool:
+    """``over_18`` as Pushshift wrote it over the years: true/false, 0/1, "true"/"false"."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", ""):
+        return value.strip().lower() in ("true", "1")
+    raise ValueError(f"over_18 {str(value)[:40]!r} is not true or false")
 
 
 def _str_or_none(value: Any) -> str | None:

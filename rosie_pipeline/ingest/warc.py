@@ -98,10 +98,10 @@ def iter_warc_records(chunks: Iterator[bytes], max_record_bytes: int) -> Iterato
             _resync(buf, skip=len(RECORD_START))
             continue
         block_start = header_end + len(RECORD_END)
-        if length > max_record_bytes:
+        if length > max_record_bytes:  # skipped up to the next record, not by a Content-Length that may lie
             yield bad("warc_oversized_record", offset, f"{length:,} bytes > {max_record_bytes:,}",
                       bytes(buf.data[:header_end]))
-            buf.drop(block_start + length)
+            _resync(buf, skip=block_start)
             continue
         block_end = block_start + length
         buf.fill(block_end + TRAILER_SLACK + len(RECORD_START))
@@ -139,12 +139,12 @@ def _skip_blank(buf: _Buffer) -> None:
 
 
 def _resync(buf: _Buffer, skip: int) -> None:
-    """Drop bytes up to the next line that starts a WARC record."""
+    """Drop bytes up to the next ``WARC/1.x`` version line (after garbage it need not start a line)."""
     buf.drop(skip)
     while True:
-        found = buf.find(b"\n" + RECORD_START, len(buf.data) + 65536)
+        found = buf.find(RECORD_START, len(buf.data) + 65536)
         if found >= 0:
-            buf.drop(found + 1)
+            buf.drop(found)
             return
         if buf.exhausted:
             buf.drop(len(buf.data))
