@@ -273,7 +273,9 @@ def table(outcomes: list[Outcome]) -> str:
         lines.append(f"| {stage} | {len(mine)} | {sum(o.survived for o in mine)} | "
                      f"{sum(o.lost for o in mine)} of {sum(o.good for o in mine)} | {sum(o.bad_counted for o in mine)} |")
     failures = [o for o in outcomes if not o.survived or o.lost]
-    lines += [f"\n- `{o.case.stage}/{o.case.name}`: {o.error or f'lost {o.lost} good records'}" for o in failures]
+    if failures:
+        lines.append("")
+    lines += [f"- `{o.case.stage}/{o.case.name}`: {o.error or f'lost {o.lost} good records'}" for o in failures]
     return "\n".join(lines)
 
 
