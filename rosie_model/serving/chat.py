@@ -48,6 +48,14 @@ STREAM_HOLDBACK_CHARS = 12
 LIMIT_HOLDBACK_TOKENS = 16
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class ChatError(RosieError):
     """A problem the user can fix; its message is meant to be shown as it is."""
 
@@ -184,6 +192,8 @@ class Rosie:
                 raise ChatInputError(f"message {n + 1} has role {role!r}; roles are {', '.join(MESSAGE_ROLES)}")
             if not isinstance(content, str):
                 raise ChatInputError(f"message {n + 1} has no text content")
+            if not content.isascii() and not _encodable(content):
+                raise ChatInputError(f"message {n + 1} is not valid Unicode text (it holds a lone surrogate)")
             if role == "event":
                 self._check_event(content)
             elif role == "user":

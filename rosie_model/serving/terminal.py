@@ -7,6 +7,7 @@ starts a new conversation (long-term memory stays); ``/memory`` lists what she r
 
 from __future__ import annotations
 
+import io
 import sys
 from typing import Any, TextIO
 
@@ -102,6 +103,8 @@ class TerminalChat:
 
 
 def run(rosie: Rosie, user_id: str) -> int:
+    if isinstance(sys.stdin, io.TextIOWrapper):  # bytes that are not UTF-8 become U+FFFD, not a crash
+        sys.stdin.reconfigure(errors="replace")
     chat = TerminalChat(rosie, user_id)
     chat.banner()
     while True:

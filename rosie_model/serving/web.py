@@ -10,6 +10,11 @@ Standard library only (``http.server``): one page (``static/chat.html``) and a J
 
 Conversations live in the server process per browser session; what Rosie learns goes to the long-term
 memory store of ``user_id``. One reply is decoded at a time (one model, one lock).
+
+Other web pages in the same browser are hostile: a request whose ``Host`` is not this server's address
+(DNS rebinding) or whose ``Origin`` is another site is refused with 403, and API posts must be
+``application/json`` (which a cross-site form cannot send without a preflight this server never grants).
+Bodies are bounded and must say their length; a client that stalls is dropped after ``TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -24,13 +29,21 @@ from typing import Any
 from rosie_model.serving.chat import ChatError, Rosie
 
 MAX_BODY_BYTES = 1 << 20
+#: Seconds a connection may sit idle (mid-headers, mid-body) before it is closed.
+TIMEOUT_S = 30
+#: Pending connections the listening socket holds (the stdlib's 5 reset clients under a burst).
+BACKLOG = 128
+_LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 class ChatServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = BACKLOG
 
-    def __init__(self, rosie: Rosie, user_id: str, host: str = "127.0.0.1", port: int = 7860) -> None:
+    def __init__(self, rosie: Rosie, user_id: str, host: str = "127.0.0.1", port: int = 7860,
+                 timeout_s: float = TIMEOUT_S) -> None:
         super().__init__((host, port), ChatHandler)
+        self.timeout_s = timeout_s
         self.rosie, self.user_id = rosie, user_id
         self.lock = threading.Lock()
         self.sessions: dict[str, list[dict[str, Any]]] = {}
@@ -41,9 +54,23 @@ class ChatServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}/"
 
+    @property
+    def loopback(self) -> bool:
+        return self.server_address[0] in ("127.0.0.1", "::1")
+
+    def host_allowed(self, host: str) -> bool:
+        """On loopback, only the loopback names on this port (a rebound DNS name is someone else's page);
+        bound to a network address, any name people reach it by."""
+        port = self.server_address[1]
+        return host in {f"{name}:{port}" for name in _LOCAL_NAMES} if self.loopback else bool(host)
+
 
 class ChatHandler(BaseHTTPRequestHandler):
     server: ChatServer
+
+    def setup(self) -> None:
+        self.timeout = self.server.timeout_s  # the socket timeout StreamRequestHandler applies
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
         pass  # one line per request would drown the terminal; errors are answered to the page
@@ -62,14 +89,37 @@ class ChatHandler(BaseHTTPRequestHandler):
         self.wfile.write(json.dumps(payload).encode() + b"\n")
         self.wfile.flush()
 
+    def _trusted(self) -> bool:
+        """Answers 403 unless the request names this server as its host and comes from its own page."""
+        host = self.headers.get("Host", "")
+        if not self.server.host_allowed(host):
+            self._json(HTTPStatus.FORBIDDEN, {"error": f"Host {host!r} is not this server"})
+            return False
+        origin = self.headers.get("Origin")
+        if origin is not None and origin != f"http://{host}":  # a page of another site, even on this machine
+            self._json(HTTPStatus.FORBIDDEN, {"error": f"requests from {origin!r} are not accepted"})
+            return False
+        return True
+
     def _body(self) -> dict[str, Any] | None:
-        length = int(self.headers.get("Content-Length") or 0)
+        if self.headers.get("Content-Type", "").split(";")[0].strip().lower() != "application/json":
+            self._json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "send the request as application/json"})
+            return None
+        declared = self.headers.get("Content-Length")
+        if declared is None or not declared.isascii() or not declared.isdigit():
+            self._json(HTTPStatus.LENGTH_REQUIRED, {"error": "the request needs a valid Content-Length"})
+            return None
+        length = int(declared)
         if length > MAX_BODY_BYTES:
             self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"request over {MAX_BODY_BYTES:,} bytes"})
             return None
+        data = self.rfile.read(length)
+        if len(data) < length:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": "the body ended before its Content-Length"})
+            return None
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = json.loads(data or b"{}")
+        except (ValueError, RecursionError):  # bad JSON or UTF-8, or nested too deeply
             self._json(HTTPStatus.BAD_REQUEST, {"error": "the request body is not JSON"})
             return None
         if not isinstance(body, dict) or not isinstance(body.get("session", ""), str):
@@ -77,7 +127,22 @@ class ChatHandler(BaseHTTPRequestHandler):
             return None
         return body
 
+    def handle_one_request(self) -> None:
+        """The stdlib's, with a 500 answer (not a dropped connection) for anything a handler did not expect."""
+        try:
+            super().handle_one_request()
+        except (TimeoutError, ConnectionError):
+            self.close_connection = True
+        except Exception as exc:  # noqa: BLE001 — the client gets an answer; the server keeps serving
+            self.close_connection = True
+            try:
+                self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}: {exc}"})
+            except OSError:
+                pass
+
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        if not self._trusted():
+            return
         server = self.server
         if self.path in ("/", "/index.html"):
             self._send(HTTPStatus.OK, server.page, "text/html; charset=utf-8")
@@ -93,6 +158,8 @@ class ChatHandler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {self.path}"})
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        if not self._trusted():
+            return
         body = self._body()
         if body is None:
             return
