@@ -1,7 +1,8 @@
 """Atomic file output: write to a temporary sibling, then ``os.replace`` it into place.
 
-A run killed half-way leaves at most a stray ``*.tmp-*`` file, never a truncated output that a later
-stage would trust; re-running simply writes the file again.
+A run killed half-way leaves at most a stray ``*.tmp-<pid>`` file, never a truncated output that a later
+stage would trust; re-running writes the file again, and :func:`remove_stale_temps` clears what a dead
+process left.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,30 @@ from typing import Any
 def temp_sibling(path: Path) -> Path:
     """A unique temporary name in the same folder (so the final rename stays on one filesystem)."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+_TEMP = re.compile(r"^\..+\.tmp-([0-9]+)$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete the temporary files in ``folder`` whose writer process is gone; returns how many."""
+    removed = 0
+    for path in folder.glob(".*.tmp-*") if folder.is_dir() else ():
+        match = _TEMP.match(path.name)
+        if match and path.is_file() and not _alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 @contextlib.contextmanager

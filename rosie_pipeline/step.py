@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from rosie_pipeline.atomic import atomic_path, read_json, write_json_atomic
+from rosie_pipeline.atomic import atomic_path, read_json, remove_stale_temps, write_json_atomic
 from rosie_pipeline.ingest.records import Rejected, Row
 from rosie_pipeline.parquet import ParquetSink
 from rosie_pipeline.stats import StepStats
@@ -77,6 +77,8 @@ def run_step(
             StepStats.from_dict(previous["stats"]), tables, quarantine_path, previous.get("sample", []), True
         )
 
+    remove_stale_temps(out_dir)
+    remove_stale_temps(quarantine_path.parent)
     stats = StepStats()
     sample: list[dict[str, Any]] = []
     source = ",".join(p.name for p in inputs)
@@ -101,6 +103,7 @@ def run_step(
                         sample.append(_preview(item.values))
             if progress is not None and items_seen % PROGRESS_EVERY == 0:
                 progress(stats)
+        record.retract()  # the tables are renamed into place next: until the new record, none is vouched for
     record.commit({
         **expected,
         "stats": stats.to_dict(),
@@ -138,6 +141,11 @@ class Record:
 
     def commit(self, payload: dict[str, Any]) -> None:
         write_json_atomic(self.path, payload)
+
+    def retract(self) -> None:
+        """Withdraw the record before replacing the outputs it vouches for, so that a kill between the
+        renames leaves no record (a re-run) rather than an old record over a mix of old and new tables."""
+        self.path.unlink(missing_ok=True)
 
 
 def is_current(out_dir: Path, inputs: Iterable[Path]) -> bool:

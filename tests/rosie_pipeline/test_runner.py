@@ -6,7 +6,7 @@ import pytest
 from rosie_pipeline.documents import DOCUMENT_SCHEMA, make_document
 from rosie_pipeline.ingest.books import BookOptions
 from rosie_pipeline.ingest.records import Row, bad
-from rosie_pipeline.step import Record, is_current, matches, run_step
+from rosie_pipeline.step import Record, committed_outputs, is_current, matches, run_step
 
 
 def _rows(n, fail_at=None):
@@ -58,3 +58,53 @@ def test_a_record_vouches_only_for_what_it_names_and_only_once_committed(tmp_pat
     assert record.current(wanted, [output, tmp_path / "missing.parquet"]) is None  # an output is gone
     (tmp_path / "build.json").write_text("{half a rec")  # a damaged record is no record
     assert record.current(wanted) is None and not matches(None, {})
+
+
+def test_temp_files_of_dead_writers_are_cleared_and_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / f".documents.parquet.tmp-{int(dead.stdout)}"  # left by a SIGKILLed ingest
+    live = out / f".documents.parquet.tmp-{os.getppid()}"  # a writer that is still running
+    stale.write_bytes(b"half")
+    live.write_bytes(b"busy")
+    _run(tmp_path, lambda: _rows(3))
+    assert not stale.exists() and live.exists()
+
+
+def test_a_kill_between_the_table_renames_leaves_nothing_vouched_for(tmp_path, monkeypatch):
+    import rosie_pipeline.parquet as parquet
+    from rosie_pipeline.ingest.reddit import DIALOGUE_SCHEMA
+
+    source = tmp_path / "input.txt"
+    source.write_text("input")
+
+    def rows(n):
+        for i in range(n):
+            yield Row("documents", make_document(source="t", locator=str(i), text=f"doc {i}"))
+            yield Row("side", {"id": str(i), "source": "t", "thread_id": str(i), "turns": []}, consumed=0)
+
+    def run(n):
+        return run_step(lambda: rows(n), inputs=[source], out_dir=tmp_path / "parts" / "p1", quarantine_path=tmp_path / "q.jsonl",
+                        schemas={"documents": DOCUMENT_SCHEMA, "side": DIALOGUE_SCHEMA}, options={})
+
+    run(2)
+    source.write_text("a new version of the input")
+    renames = []
+
+    def dying_replace(src, dst):
+        renames.append(dst)
+        if len(renames) == 2:
+            raise KeyboardInterrupt("killed between the renames")
+        os.replace(src, dst)
+
+    monkeypatch.setattr(parquet.os, "replace", dying_replace)
+    with pytest.raises(KeyboardInterrupt):
+        run(5)
+    monkeypatch.undo()
+    # documents.parquet is new, side.parquet old: no record vouches for the mix, so no stage downstream reads it
+    assert committed_outputs(tmp_path / "parts") == {}
+    assert run(5).stats.records_out == 5 and list(committed_outputs(tmp_path / "parts")) == ["p1"]
