@@ -73,7 +73,9 @@ def release_abandoned_runs(instance: dg.DagsterInstance, pools: tuple[str, ...] 
     runs that are gone, finished or unknown, so a new run never waits forever for a ``gpu`` slot.
     Returns the run ids released."""
     released = []
-    active = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
+    # NOT_STARTED too: a kill between creating a run and launching it leaves one that nothing will start
+    active = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING,
+                                     dg.DagsterRunStatus.NOT_STARTED])
     for run in instance.get_runs(filters=active):
         pid = run.tags.get(RUN_PID_TAG)
         if pid is None or _alive(int(pid)):

@@ -35,16 +35,20 @@ class UsageError(Exception):
 def _train(args: argparse.Namespace) -> int:
     from rosie_model.training.config import TrainConfig
     from rosie_model.training.config import Stop
+    from rosie_model.training.guard import FolderBusy, exit_with
     from rosie_model.training.trainer import train
 
     try:
         config = TrainConfig.from_sources(args.config, args.set, args.phase)
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from exc
+    exit_with()  # a launcher that names itself in ROSIE_EXIT_WITH takes this trainer with it when it dies
     try:
         result = train(config)
     except Stop as interrupted:
         return 128 + interrupted.signum
+    except FolderBusy as exc:
+        raise UsageError(str(exc)) from exc
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"steps": result.steps, "final_loss": result.final_loss, "val_loss": result.val_loss,
                           "tokens_seen": result.tokens_seen, "weights": result.weights, "run_id": result.run_id}))
@@ -67,6 +71,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from rosie_model.core.reporting import pipes_session
     from rosie_model.evaluation.evaluate import evaluate, log_to_mlflow
 
+    from rosie_model.training.guard import exit_with
+
+    exit_with()  # an evaluation outlives no launcher that names itself in ROSIE_EXIT_WITH
     with pipes_session() as pipes:
         progress = logging.getLogger("rosie.evaluate")  # what the evaluation is doing, in the run's log or on stderr
         progress.setLevel(logging.INFO)

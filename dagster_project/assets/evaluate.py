@@ -7,6 +7,7 @@ Both run rosie_model in a separate process through Dagster Pipes (dagster_projec
 """
 
 import json
+import os
 import sys
 from typing import Any, Literal
 
@@ -111,7 +112,8 @@ def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
                    "--spec", str(evaluation_dir / "sets" / f"spec-{approach}.json"), "--out", str(out),
                    "--max-rows", str(config.max_rows), *([] if config.diagnostics else ["--no-diagnostics"])]
         context.log.info(f"evaluating the {approach} model")
-        pipes.run(context=context, command=command, env={"ROSIE_HOME": str(home.root), **mlflow_env(home)})
+        pipes.run(context=context, command=command, env={"ROSIE_HOME": str(home.root), **mlflow_env(home),
+                                                            "ROSIE_EXIT_WITH": str(os.getpid())})
         evaluated[approach] = json.loads(out.read_text(encoding="utf-8"))
     results = evaluated[config.approach]
     write_json_atomic(evaluation_dir / "results.json", {**results, "evaluated": sorted(evaluated)})
@@ -176,7 +178,8 @@ def registered_model(context: dg.AssetExecutionContext, rosie: RosieHomeResource
         command = [sys.executable, "-m", "rosie_model", "register", "--model-dir", str(lake.model_dir(approach)),
                    "--evaluation", str(results_path), "--out", str(out), "--tag", f"approach={approach}",
                    *[arg for path in datasets for arg in ("--dataset", str(path))]]
-        pipes.run(context=context, command=command, env={"ROSIE_HOME": str(home.root), **mlflow_env(home)})
+        pipes.run(context=context, command=command, env={"ROSIE_HOME": str(home.root), **mlflow_env(home),
+                                                            "ROSIE_EXIT_WITH": str(os.getpid())})
         result: dict[str, Any] = read_json(out) or {}
         context.log.info(f"registered the {approach} model as {result.get('model_uri')}: "
                          f"champion={result.get('champion')} ({result.get('reason')})")

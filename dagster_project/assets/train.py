@@ -136,7 +136,8 @@ def run_phase(context: dg.AssetExecutionContext, config: TrainPhaseConfig, rosie
                 if gpus > 1 else [sys.executable, "-m"])
     command = [*launcher, "rosie_model", "train", "--config", str(config_path)]
     context.log.info(f"launching: {' '.join(command)}")
-    env = {**os.environ, "ROSIE_HOME": str(home.root), **mlflow_env(home)}
+    # the trainer exits (checkpointing) when this step's process dies, even by kill -9
+    env = {**os.environ, "ROSIE_HOME": str(home.root), **mlflow_env(home), "ROSIE_EXIT_WITH": str(os.getpid())}
     reported = pipes.run(context=context, command=command, env=env).get_materialize_result()
     metadata = {key: value for key, value in (reported.metadata or {}).items()}
     run_id = metadata.get("mlflow_run_id")

@@ -7,6 +7,7 @@ and renamed when complete; only the last ``keep`` are kept.
 
 from __future__ import annotations
 
+import filecmp
 import os
 import re
 import shutil
@@ -27,11 +28,16 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save_weights(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """A state dict to ``path`` as safetensors, atomically."""
+def save_weights(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None,
+                 unless_identical: bool = False) -> None:
+    """A state dict to ``path`` as safetensors, atomically. ``unless_identical`` leaves an existing file
+    with the same bytes untouched (its mtime too, which file watchers and digests may read)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(tmp), metadata=metadata)
+    if unless_identical and path.is_file() and filecmp.cmp(tmp, path, shallow=False):
+        tmp.unlink()
+        return
     os.replace(tmp, path)
 
 

@@ -115,8 +115,17 @@ class TrainConfig:
         for folder in (self.train_data, self.val_data, self.replay_data):
             manifest = Path(folder) / "manifest.json" if folder else None
             parts.append(manifest.read_text(encoding="utf-8") if manifest and manifest.exists() else "")
-        parts.append(f"{starting_weights}@{starting_weights.stat().st_mtime_ns}" if starting_weights else "")
+        # the starting weights by content: rewriting the same weights must not throw the next phase's progress away
+        parts.append(_sha256(starting_weights) if starting_weights else "")
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass

@@ -25,10 +25,28 @@ if TYPE_CHECKING:
     from rosie_model.training.data import ShardDataset
 
 
+#: The checkpoint folder a training run writes (how a later trainer finds runs a kill left RUNNING).
+CHECKPOINTS_TAG = "rosie.checkpoints"
+
+
+def _mark_dead_runs_killed(experiment_id: str, folder: str, keep: str | None) -> list[str]:
+    """Runs of this checkpoint folder still RUNNING are dead: this trainer holds the folder's writer lock,
+    so none of them can be alive (SIGKILL leaves no time to end a run). They become KILLED."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    stale = [run.info.run_id for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+             if run.data.tags.get(CHECKPOINTS_TAG) == folder and run.info.run_id != keep]
+    for run_id in stale:
+        client.set_terminated(run_id, "KILLED")
+    return stale
+
+
 class Tracker:
     def __init__(self, main: bool) -> None:
         self.main = main
         self.run_id: str | None = None
+        self.reconciled: list[str] = []
         self._pipes: Any = None
         self._stack = ExitStack()
 
@@ -42,10 +60,13 @@ class Tracker:
         import mlflow
 
         experiment_id = ensure_experiment(config.experiment or f"rosie-{config.phase}")
+        folder = str(ModelFolder(Path(config.out_dir)).checkpoints(config.phase).resolve())
+        tracker.reconciled = _mark_dead_runs_killed(experiment_id, folder, keep=run_id)
         run = mlflow.start_run(run_id=run_id or None, experiment_id=None if run_id else experiment_id,
                                run_name=config.run_name or f"{config.phase}-{model_config.preset}",
                                log_system_metrics=True)
         tracker.run_id = run.info.run_id
+        mlflow.set_tag(CHECKPOINTS_TAG, folder)
         if not run_id:
             params = {f"train.{k}": v for k, v in dataclasses.asdict(config).items()}
             params |= {f"model.{k}": v for k, v in model_config.to_dict().items()}

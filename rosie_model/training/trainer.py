@@ -39,6 +39,7 @@ from rosie_model.core.layout import ModelFolder
 from rosie_model.core.protocol import RosieCore
 from rosie_model.training.config import Stop, TrainConfig, TrainResult
 from rosie_model.training.data import Position, ShardDataset, mixed_batches, sha256_file, used_width
+from rosie_model.training.guard import WriterLock
 from rosie_model.training.distributed import (barrier, full_state, mean_across, pick_dtype, restore_state,
                                               setup_distributed, teardown, wrap)
 from rosie_model.training.tracking import Tracker
@@ -188,6 +189,8 @@ class Trainer:
         self.autocast_dtype, needs_scaler = pick_dtype(config.dtype, self.device)
         torch.manual_seed(config.seed)
         self.folder, tokenizer_dir = ModelFolder(Path(config.out_dir)), Path(config.tokenizer)
+        # one writer per phase folder, held until this process ends (a second trainer stops here)
+        self.lock = WriterLock(self.folder.root / f".train-{config.phase}.lock") if self.world.main else None
         self.core, start = build_core(config, self.folder, tokenizer_dir)
         self.keep = set(self.core.trained_state())
         self.trainable = select_trainable(self.core, config.trainable or self.core.phase_trains(config.phase))
@@ -243,10 +246,24 @@ class Trainer:
         if self.device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"])
 
+    def _latest_readable(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """The newest checkpoint that loads; a damaged one (a kill mid-write on a filesystem that does not
+        keep renames atomic, a full disk) is set aside as ``damaged-step-…`` and the one before it used."""
+        self.damaged: list[str] = []
+        for path in reversed(list_checkpoints(self.checkpoints)):
+            try:
+                return load_checkpoint(path)
+            except Exception as exc:  # noqa: BLE001 — safetensors, torch and zip each raise their own kinds
+                self.damaged.append(f"{path.name} ({type(exc).__name__}: {str(exc)[:120]})")
+                barrier(self.world)
+                if self.world.main:
+                    path.rename(path.with_name(f"damaged-{path.name}"))
+                barrier(self.world)
+        return None
+
     def resume(self) -> None:
         """Continue from the latest checkpoint made with the same inputs; otherwise start the phase afresh."""
-        latest = list_checkpoints(self.checkpoints)
-        saved = load_checkpoint(latest[-1]) if latest else None
+        saved = self._latest_readable()
         if saved is not None and (self.config.fresh or saved[1].get("inputs_digest") != self.digest):
             self.reason = "starting afresh: " + ("fresh: true" if self.config.fresh else "inputs changed since the last run")
             barrier(self.world)  # every rank has read the checkpoint before rank 0 removes it
@@ -258,6 +275,8 @@ class Trainer:
             self.reason = f"resuming at step {self.step}"
         else:
             self.reason = "from step 0"
+        if self.damaged:
+            self.reason += f" (damaged checkpoint{'s' if len(self.damaged) > 1 else ''} set aside: {'; '.join(self.damaged)})"
 
     def save_checkpoint(self) -> None:
         weights, state = self.state_dict()
@@ -313,8 +332,9 @@ class Trainer:
         """The phase's weights, config, tokenizer and whatever else the model kind needs, into the folder."""
         path = self.folder.weights(self.config.phase)
         weights, _ = full_state(self.model, None, self.keep)
-        if self.world.main:
-            save_weights(weights, path, metadata={"phase": self.config.phase, "preset": self.core.config.preset})
+        if self.world.main:  # identical weights (a re-run with no new steps) leave the file as it is
+            save_weights(weights, path, metadata={"phase": self.config.phase, "preset": self.core.config.preset},
+                         unless_identical=True)
             self.core.config.save(self.folder.config)
             self.core.save_extras(self.folder)
             if Path(self.config.tokenizer).resolve() != self.folder.tokenizer.resolve():
@@ -357,6 +377,8 @@ def train(config: TrainConfig) -> TrainResult:
                             [trainer.train_set, trainer.val_set, trainer.replay_set], trainer.tokenizer_hash)
     trainer.run_id = tracker.run_id
     tracker.log(trainer.describe())
+    if tracker.reconciled:
+        tracker.log(f"marked {len(tracker.reconciled)} MLflow run(s) KILLED that a killed trainer of this folder left RUNNING")
     # under Dagster Pipes each redraw of a bar would become a log event; the step lines suffice there
     show_bar = trainer.world.main and "DAGSTER_PIPES_CONTEXT" not in os.environ
     bar = tqdm(total=config.steps, initial=trainer.step, disable=not show_bar, desc=config.phase, unit="step")

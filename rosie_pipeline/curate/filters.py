@@ -382,28 +382,77 @@ def detect_language(text: str) -> tuple[str, float]:
 
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")
 _IPV4 = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")
-_PHONE = re.compile(r"(?<![\w+])(?:\+?\d{1,3}[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]\d{4}\b")
+#: Candidates only (``::1``, ``2001:db8::8a2e:370:7334``, ``fe80::1%eth0``); ``ipaddress`` decides.
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?:%\w+)?(?![\w:])")
+#: A dotted quad after these words is a version number, not an address.
+_VERSION_BEFORE = re.compile(r"\b(?:version|ver\.?|v|release|build|firmware|rev\.?)\s*$", re.IGNORECASE)
+_PHONE = re.compile(
+    r"(?<![\w+])(?:"
+    # international: +44 20 7946 0958, 0044 20 7946 0958, +81 3-1234-5678, +33 (0)1 42 68 53 00
+    r"(?:\+|\b00)[1-9]\d{0,2}[ .-]?(?:\(0?\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]?\d{2,5}){1,4}"
+    # North American: (555) 123-4567, 555.123.4567, +1 555 987 6543 (the +1 is caught above)
+    r"|(?:\(\d{3}\)|\b\d{3})[ .-]?\d{3}[ .-]\d{4}"
+    # national with a trunk 0: 020 7946 0958, 030 1234567, 01 42 68 53 00, 098765 43210, (02) 9876 5432
+    r"|(?:\(0\d{1,4}\)|\b0\d{1,5})[ .-]\d{2,8}(?:[ .-]\d{2,4}){0,3}"
+    r")(?![\w])"
+)
+#: Reddit user mentions (u/name, /u/name).
+_USER_MENTION = re.compile(r"(?<![\w/])/?u/[A-Za-z0-9_-]{3,20}\b")
+_MIN_PHONE_DIGITS = 8
 
 
 @dataclass
 class PIIRedactor:
-    """Replaces e-mail addresses, IPv4 addresses and phone numbers with harmless stand-ins of the same
-    shape, so the model learns the format but never a real address. Never drops a document."""
+    """Replaces e-mail addresses, IPv4/IPv6 addresses, phone numbers (international, North American,
+    national with a trunk 0) and Reddit user mentions with harmless stand-ins of the same shape, so the
+    model learns the format but never a real address. Never drops a document."""
 
     email: str = "user@example.com"
     ip: str = "0.0.0.0"
+    ipv6: str = "2001:db8::1"
     phone: str = "555-0100"
+    user: str = "u/someone"
     name: str = "pii"
 
     def __call__(self, doc: Doc) -> str | None:
         text = doc.text
-        for kind, pattern, stand_in in (("email", _EMAIL, self.email), ("ip", _IPV4, self.ip),
-                                        ("phone", _PHONE, self.phone)):
-            text, n = pattern.subn(stand_in, text)
-            if n:
-                doc.redactions[kind] += n
+        for kind, pattern, replace in (
+            ("email", _EMAIL, lambda m: self.email),
+            ("ip", _IPV6, self._ipv6),
+            ("ip", _IPV4, self._ipv4),
+            ("phone", _PHONE, self._phone),
+            ("user", _USER_MENTION, lambda m: self.user),
+        ):
+            count = 0
+
+            def counted(match: re.Match[str], replace: Any = replace) -> str:
+                nonlocal count
+                out = replace(match)
+                count += out != match.group(0)
+                return out
+
+            text = pattern.sub(counted, text)
+            if count:
+                doc.redactions[kind] += count
         doc.text = text
         return None
+
+    def _ipv4(self, match: re.Match[str]) -> str:
+        before = match.string[max(0, match.start() - 12) : match.start()]
+        return match.group(0) if _VERSION_BEFORE.search(before) else self.ip
+
+    def _ipv6(self, match: re.Match[str]) -> str:
+        import ipaddress
+
+        candidate = match.group(0)
+        try:
+            ipaddress.IPv6Address(candidate.split("%")[0])
+        except ValueError:
+            return candidate
+        return self.ipv6
+
+    def _phone(self, match: re.Match[str]) -> str:
+        return self.phone if sum(c.isdigit() for c in match.group(0)) >= _MIN_PHONE_DIGITS else match.group(0)
 
 
 def _default_blocklist() -> frozenset[str]:

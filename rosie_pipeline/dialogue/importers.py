@@ -67,6 +67,16 @@ class PersonaRegistry:
         write_json_atomic(self.path, self.ids)
 
 
+def with_first_names(names: dict[str, str]) -> dict[str, str]:
+    """``names`` plus each multi-word name's first word ("Bella Swan" is also "Bella" in the text), longest
+    names first so the full name is replaced before its parts."""
+    expanded = dict(names)
+    for name, replacement in names.items():
+        if isinstance(name, str) and " " in name.strip() and len(name.split()[0]) > 1:
+            expanded.setdefault(name.split()[0], replacement)
+    return dict(sorted(expanded.items(), key=lambda item: -len(item[0]) if isinstance(item[0], str) else 0))
+
+
 def clean(text: str, names: dict[str, str]) -> str:
     """Names replaced (whole words, case-insensitive), PII redacted, whitespace tidied; a lone surrogate
     (``"\\ud800"`` in JSON) becomes ``?`` so the text can be written."""
@@ -131,7 +141,7 @@ def read_sillytavern(path: Path) -> Iterator[Imported | Rejected]:
     if not isinstance(header, dict) or not isinstance(header.get("character_name"), str):
         yield bad("not_a_chat_log", 1, "first line has no character_name", str(lines[:1]))
         return
-    names = {header.get("user_name") or "": "You", header["character_name"]: "Rosie"}
+    names = with_first_names({header.get("user_name") or "": "You", header["character_name"]: "Rosie"})
     turns: list[Turn] = []
     for number, line in enumerate(lines[1:], start=2):
         try:
@@ -199,7 +209,8 @@ def read_card(path: Path, registry: PersonaRegistry) -> Iterator[Imported | Reje
         yield bad("bad_field_type", None, f"{', '.join(wrong)} must be text", raw[:2000])
         return
     persona = registry.id_for(data["name"])
-    names = {"{{char}}": "Rosie", "{{user}}": "You", "<BOT>": "Rosie", "<USER>": "You", data["name"]: "Rosie"}
+    names = with_first_names({"{{char}}": "Rosie", "{{user}}": "You", "<BOT>": "Rosie", "<USER>": "You",
+                              data["name"]: "Rosie"})
     if data.get("first_mes"):
         yield Imported("character_card", f"{path.name}#greeting", [rosie_turn(clean(data["first_mes"], names))], persona)
     for n, block in enumerate(re.split(r"<START>", data.get("mes_example") or "")):
@@ -234,7 +245,7 @@ def read_characterai(path: Path, registry: PersonaRegistry) -> Iterator[Imported
         messages = history.get("msgs", []) if isinstance(history, dict) else []
         humans = {m["src"].get("name") for m in messages
                   if isinstance(m, dict) and isinstance(m.get("src"), dict) and m["src"].get("is_human")}
-        names = {character: "Rosie", **dict.fromkeys(humans, "You")}
+        names = with_first_names({character: "Rosie", **dict.fromkeys(humans, "You")})
         turns = []
         for message in messages:
             try:

@@ -26,12 +26,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rosie_pipeline.curate.filters import Doc, PIIRedactor
 from rosie_pipeline.documents import document_id, make_document
 from rosie_pipeline.ingest.records import Rejected, Row, bad, skipped
 from rosie_pipeline.ingest.streams import iter_decompressed, iter_lines
 from rosie_pipeline.parquet import ParquetSink
 
 SOURCE = "reddit"
+_PII = PIIRedactor()
 DUMP_NAME = re.compile(r"^(?P<kind>RS|RC)_(?P<month>[0-9A-Za-z_-]+)\.zst$")
 REMOVED_TEXT = {"[deleted]", "[removed]"}
 _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -306,12 +308,16 @@ class _Thread:
 
 
 def _anonymise(chain: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Speakers become ``speaker_1``, ``speaker_2``… in order of appearance; names never leave."""
+    """Speakers become ``speaker_1``, ``speaker_2``… in order of appearance; names never leave, nor do the
+    e-mails, phone numbers, addresses and ``u/name`` mentions in what they wrote (these chains reach the
+    tokenizer and the dialogue builders without passing curation)."""
     aliases: dict[str, str] = {}
     turns = []
     for comment in chain:
         alias = aliases.setdefault(comment["author"] or f"?{comment['id']}", f"speaker_{len(aliases) + 1}")
-        turns.append({"speaker": alias, "text": comment["text"].strip()})
+        doc = Doc(comment["text"].strip())
+        _PII(doc)
+        turns.append({"speaker": alias, "text": doc.text})
     return turns
 
 

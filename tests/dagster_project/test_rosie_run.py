@@ -71,3 +71,8 @@ def test_a_killed_run_does_not_block_the_gpu_pool(home, instance):
     instance.event_log_storage.claim_concurrency_slot("gpu", "no-such-run", "base_model")
     assert release_abandoned_runs(instance) == ["no-such-run"]
     assert instance.event_log_storage.get_concurrency_info("gpu").active_slot_count == 0
+    # a kill between creating a run and launching it: NOT_STARTED forever, unless released
+    never = instance.add_run(dg.DagsterRun(job_name="__ephemeral_asset_job__", run_id="neverstarted1",
+                                           status=dg.DagsterRunStatus.NOT_STARTED, tags={RUN_PID_TAG: str(gone.pid)}))
+    assert release_abandoned_runs(instance) == [never.run_id]
+    assert instance.get_run_by_id(never.run_id).status == dg.DagsterRunStatus.FAILURE

@@ -89,6 +89,35 @@ def test_pii_is_redacted_and_counted():
     assert dict(doc.redactions) == {"email": 1, "phone": 2, "ip": 1}
 
 
+#: (country or kind, text that must not survive) — the redaction table.
+PII_FORMATS = [
+    ("US", "(555) 123-4567"), ("US", "555-123-4567"), ("US", "+1 555 987 6543"), ("US", "555.123.4567"),
+    ("UK", "+44 20 7946 0958"), ("UK", "0044 20 7946 0958"), ("UK", "020 7946 0958"), ("UK", "+44 7700 900123"),
+    ("Germany", "+49 30 1234567"), ("Germany", "+49 (0)30 12345678"), ("Germany", "030 12345678"),
+    ("France", "+33 1 42 68 53 00"), ("France", "01 42 68 53 00"), ("France", "+33 6 12 34 56 78"),
+    ("India", "+91 98765 43210"), ("India", "098765 43210"), ("Japan", "+81 3-1234-5678"), ("Japan", "03-1234-5678"),
+    ("Australia", "+61 2 9876 5432"), ("Australia", "(02) 9876 5432"), ("Brazil", "+55 11 91234-5678"),
+    ("IPv4", "192.168.1.20"), ("IPv6", "2001:db8:85a3::8a2e:370:7334"), ("IPv6", "fe80::1ff:fe23:4567:890a"),
+    ("IPv6", "2001:0db8:0000:0000:0000:ff00:0042:8329"), ("e-mail", "jane.doe@mail.example.org"),
+    ("Reddit user", "u/throwaway_123"), ("Reddit user", "/u/SomeUser"),
+]
+#: Text that looks a little like PII and must stay.
+NOT_PII = ["version 1.2.3.4", "v2.0.1.3", "at 12:30:45 today", "in 2024 we had 1500 visitors", "the year 1999",
+           "it costs 12.50 euros", "chapter 3.2.1", "r/cats is great", "call me at noon"]
+
+
+@pytest.mark.parametrize("kind, pii", PII_FORMATS, ids=[f"{k}:{v}" for k, v in PII_FORMATS])
+def test_pii_of_every_format_is_redacted(kind, pii):
+    _, doc = _run(PIIRedactor(), f"Reach me at {pii} any time, friend.")
+    assert pii not in doc.text and sum(doc.redactions.values()) == 1, doc.text
+
+
+@pytest.mark.parametrize("text", NOT_PII)
+def test_lookalikes_are_left_alone(text):
+    _, doc = _run(PIIRedactor(), f"Note: {text}.")
+    assert text in doc.text and not doc.redactions, doc.text
+
+
 def test_safety_filter():
     safety = SafetyFilter(blocked_words=frozenset({"badword", "two words"}), blocked_domains=frozenset({"bad.example"}))
     assert _run(safety, prose_document())[0] is None

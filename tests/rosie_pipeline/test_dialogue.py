@@ -114,6 +114,18 @@ def test_sillytavern_log(tmp_path):
     assert dialogue.turns[1] == Turn("rosie", "Hello You! I'm so happy to see you!", "happy")
 
 
+def test_first_names_of_renamed_speakers_do_not_survive(tmp_path):
+    log = tmp_path / "chat.jsonl"
+    log.write_text("\n".join(json.dumps(line) for line in [
+        {"user_name": "Dana Scully", "character_name": "Bella Swan"},
+        {"is_user": True, "mes": "Bella, it's Dana. Call +44 20 7946 0958 or find u/dana_s."},
+        {"is_user": False, "mes": "Dana Scully! Bella Swan is here, Dana."}]))
+    [dialogue] = [i for i in read_sillytavern(log) if isinstance(i, Imported)]
+    text = " ".join(t.text for t in dialogue.turns)
+    assert not any(part in text for part in ("Dana", "Bella", "Scully", "Swan", "7946", "dana_s")), text
+    assert dialogue.turns[1].text == "You! Rosie is here, You."
+
+
 def test_character_cards_json_and_png(tmp_path):
     card = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {
         "name": "Captain Fizz", "first_mes": "Ahoy! I'm Captain Fizz.",

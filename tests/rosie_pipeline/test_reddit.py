@@ -72,6 +72,18 @@ def test_dialogue_chains_are_anonymised(tmp_path):
     assert b"alice" not in raw and b"bob" not in raw
 
 
+def test_dialogue_chains_carry_no_contact_details(tmp_path):
+    private = "Mail bob@mail.example, call +49 30 1234567, my box is 10.0.0.7, ask u/alice_w."
+    dumps = [tmp_path / "RS_2023-12.zst", tmp_path / "RC_2023-12.zst"]
+    dumps[0].write_bytes(zstd_ndjson([submission("p1", "Contact thread")]))
+    dumps[1].write_bytes(zstd_ndjson([comment("k1", "p1", "t3_p1", private, "alice"),
+                                      comment("k2", "p1", "t1_k1", "Thanks, will do!", "bob")]))
+    result = _ingest(tmp_path, dumps)
+    [chain] = pl.read_parquet(result.tables["dialogue_candidates"]).to_dicts()
+    text = chain["turns"][0]["text"]
+    assert not any(p in text for p in ("bob@mail.example", "1234567", "10.0.0.7", "u/alice_w")), text
+
+
 def test_bad_lines_and_corrupt_frame_are_quarantined(tmp_path):
     extra_frame = zstandard.ZstdCompressor().compress(
         b'{"id": "x1", "link_id": "t3_s1", "parent_id": "t1_c3", "body": "late frame", "author": "zed", "score": 9}\n'

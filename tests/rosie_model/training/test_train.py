@@ -136,3 +136,125 @@ def test_replay_mixes_a_share_of_another_split_into_each_batch_and_resumes(corpu
     after = batches[1][1]
     resumed = next(mixed_batches([(main, 3, after[0]), (replay, 1, after[1])], 0, 1, seed=3))[0]
     assert torch.equal(resumed["tokens"], batches[2][0]["tokens"])
+
+
+def _launch_under_parent(args, env):
+    """A trainer started by a parent process that names itself in ROSIE_EXIT_WITH (as rosie run does);
+    returns (parent, trainer pid, the trainer's output lines)."""
+    script = ("import os, subprocess, sys\n"
+              "child = subprocess.Popen(sys.argv[1:], env={**os.environ, 'ROSIE_EXIT_WITH': str(os.getpid())})\n"
+              "print(child.pid, flush=True)\n"
+              "child.wait()\n")
+    parent = subprocess.Popen([PYTHON, "-c", script, PYTHON, "-m", "rosie_model", "train", *args], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return parent, int(parent.stdout.readline()), parent.stdout
+
+
+def _wait_gone(pid, seconds=180):
+    import os
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_trainer_dies_with_its_launcher_and_a_folder_has_one_writer(corpus, tmp_path):
+    import os
+
+    import mlflow
+
+    env = train_env(tmp_path / "home")
+    args = train_args(corpus, tmp_path / "model", steps=100_000, checkpoint_every=50)
+    parent, trainer, lines = _launch_under_parent(args, env)
+    for line in lines:
+        if "step 2/" in line:
+            break
+    # a second trainer on the same checkpoint folder stops at once, naming the first
+    second = subprocess.run([PYTHON, "-m", "rosie_model", "train", *args], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 2 and f"another trainer (pid {trainer})" in second.stderr
+    os.kill(parent.pid, signal.SIGKILL)  # kill -9 of rosie run / rosie demo: no handler runs in the launcher
+    parent.wait()
+    assert _wait_gone(trainer), "the trainer outlived its launcher"
+    checkpoints = sorted((tmp_path / "model" / "checkpoints" / "base").glob("step-*"))
+    assert checkpoints, "the trainer stopped without its checkpoint"
+    state = torch.load(checkpoints[-1] / "state.pt", weights_only=True)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'home' / 'mlflow' / 'mlflow.db'}")
+    assert mlflow.get_run(state["run_id"]).info.status == "KILLED"
+
+
+def test_sigkilled_runs_are_reconciled_and_a_damaged_checkpoint_falls_back(corpus, tmp_path):
+    import os
+
+    import mlflow
+
+    env = train_env(tmp_path / "home")
+    straight = _train(corpus, tmp_path / "straight", steps=12)
+    args = train_args(corpus, tmp_path / "model", steps=12, checkpoint_every=2)
+    process = subprocess.Popen([PYTHON, "-m", "rosie_model", "train", *args], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if "step 7/12 " in line:
+            os.kill(process.pid, signal.SIGKILL)  # no handler: the MLflow run stays RUNNING
+            break
+    process.wait()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'home' / 'mlflow' / 'mlflow.db'}")
+    running = mlflow.search_runs(experiment_names=["rosie-base"], filter_string="attributes.status = 'RUNNING'",
+                                 output_format="list")
+    assert len(running) == 1  # the killed run
+    checkpoints = sorted((tmp_path / "model" / "checkpoints" / "base").glob("step-*"))
+    assert len(checkpoints) >= 2
+    (checkpoints[-1] / "model.safetensors").write_bytes((checkpoints[-1] / "model.safetensors").read_bytes()[:100])
+    done = subprocess.run([PYTHON, "-m", "rosie_model", "train", *args], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"damaged checkpoint set aside: {checkpoints[-1].name}" in done.stdout
+    assert f"resuming at step {int(checkpoints[-2].name.split('-')[1])}" in done.stdout
+    assert _same(_weights(straight["weights"]), _weights(json.loads(done.stdout.splitlines()[-1])["weights"]))
+    assert not mlflow.search_runs(experiment_names=["rosie-base"], filter_string="attributes.status = 'RUNNING'",
+                                  output_format="list")
+
+
+def test_the_starting_weights_count_by_content_not_by_mtime(tmp_path):
+    import os
+
+    from rosie_model.training.config import TrainConfig
+
+    weights = tmp_path / "base.safetensors"
+    weights.write_bytes(b"the same weights")
+    config = TrainConfig(train_data="x", tokenizer="y", phase="personality")
+    before = config.inputs_digest("sha", weights)
+    os.utime(weights, ns=(1, 1))  # base_model rewrote the same weights
+    assert config.inputs_digest("sha", weights) == before
+    weights.write_bytes(b"other weights")
+    assert config.inputs_digest("sha", weights) != before
+
+
+def test_a_run_left_running_by_sigkill_is_marked_killed_by_the_next_trainer(corpus, tmp_path):
+    import os
+
+    import mlflow
+
+    env = train_env(tmp_path / "home")
+    args = train_args(corpus, tmp_path / "model", steps=6, checkpoint_every=100)
+    process = subprocess.Popen([PYTHON, "-m", "rosie_model", "train", *args], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if "step 2/6 " in line:
+            os.kill(process.pid, signal.SIGKILL)  # before any checkpoint: the next run starts its own MLflow run
+            break
+    process.wait()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'home' / 'mlflow' / 'mlflow.db'}")
+    [orphan] = mlflow.search_runs(experiment_names=["rosie-base"], filter_string="attributes.status = 'RUNNING'",
+                                  output_format="list")
+    done = subprocess.run([PYTHON, "-m", "rosie_model", "train", *args], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and "marked 1 MLflow run(s) KILLED" in done.stdout
+    assert mlflow.get_run(orphan.info.run_id).info.status == "KILLED"
+    assert json.loads(done.stdout.splitlines()[-1])["run_id"] != orphan.info.run_id

@@ -1,0 +1,80 @@
+"""What keeps one checkpoint folder to one live trainer.
+
+* :func:`exit_with` — a trainer launched by ``rosie run``, ``rosie demo`` or a Dagster step dies with its
+  launcher: the launcher names itself in ``ROSIE_EXIT_WITH`` and, once that process is gone (even after
+  ``kill -9``, which no handler sees), the trainer sends itself SIGTERM, so it checkpoints and exits as if
+  stopped by hand instead of training on, re-parented to init, beside the next run's trainer.
+* :class:`WriterLock` — an exclusive ``flock`` on the phase's lock file for the trainer's lifetime; a
+  second trainer on the same folder stops at once with the first one's pid. The kernel drops the lock
+  when its holder dies, so a killed trainer never leaves a stale lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import threading
+from pathlib import Path
+
+#: The environment variable a launcher sets to its own pid.
+EXIT_WITH = "ROSIE_EXIT_WITH"
+POLL_S = 1.0
+
+
+class FolderBusy(RuntimeError):
+    """Another live trainer writes this checkpoint folder."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def exit_with(pid: int | None = None) -> threading.Thread | None:
+    """Watch ``pid`` (default: ``$ROSIE_EXIT_WITH``); SIGTERM this process when it is gone."""
+    if pid is None:
+        named = os.environ.get(EXIT_WITH, "")
+        if not named.isdigit():
+            return None
+        pid = int(named)
+
+    def watch() -> None:
+        stopped = threading.Event()
+        while not stopped.wait(POLL_S):
+            if not _alive(pid):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    thread = threading.Thread(target=watch, name=f"exit-with-{pid}", daemon=True)
+    thread.start()
+    return thread
+
+
+class WriterLock:
+    """Held from construction until the process ends (or :meth:`release`)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self._fd)
+            raise FolderBusy(f"another trainer (pid {holder}) is writing {path.parent}; wait for it to finish "
+                             f"or stop it (kill {holder}), then run again") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
