@@ -164,7 +164,7 @@ def _memory(args: argparse.Namespace) -> int:
     from rosie_model.serving.memory_store import MemoryStore
 
     path = memory_db()
-    store = MemoryStore(path)
+    store = MemoryStore(path, read_only=args.action == "list")
     if args.action == "list":
         entries = store.list(args.user)
         for entry in entries:

@@ -13,12 +13,14 @@ never half-written; a file that is not a healthy SQLite database is refused, not
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,23 +117,45 @@ def content_words(text: str) -> set[str]:
     return {s for s in stems if s and s not in STOP_WORDS}
 
 
+def _damage_reported(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A store damaged after it was opened (a bad page, a vector blob of the wrong size) raises
+    MemoryStoreError naming the file and the fix, not a raw sqlite3 or numpy error."""
+    @functools.wraps(method)
+    def guarded(self: MemoryStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            raise MemoryStoreError(f"memory store {self.path} is damaged ({type(exc).__name__}: {exc}); it was "
+                                   "left untouched: move it aside to start with an empty memory") from exc
+    return guarded
+
+
 class MemoryStore:
     """The SQLite file at ``path`` (created on first use). ``embed`` turns texts into unit vectors and
     ``model_tag`` names the model that made them; both may be None to list and forget without a model."""
 
     def __init__(self, path: Path, embed: Callable[[list[str]], np.ndarray] | None = None,
-                 model_tag: str | None = None, max_turns: int = 200) -> None:
+                 model_tag: str | None = None, max_turns: int = 200, read_only: bool = False) -> None:
+        """``read_only`` (``rosie memory list``) opens the file as it is: no journal mode or schema change,
+        and a missing store reads as empty without being created."""
         self.path, self.embed, self.model_tag, self.max_turns = Path(path), embed, model_tag, max_turns
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            if read_only:
+                target = f"file:{self.path}?mode=ro" if self.path.exists() else "file::memory:"
+                self.db = sqlite3.connect(target, uri=True, timeout=10, isolation_level=None, check_same_thread=False)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
             check = self.db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise MemoryStoreError(f"memory store {self.path} was written by a newer Rosie (schema {version})")
-            self.db.execute("PRAGMA journal_mode=WAL")
+            if read_only and version:
+                return
+            if not read_only:
+                self.db.execute("PRAGMA journal_mode=WAL")
             with self._transaction():
                 for statement in filter(str.strip, SCHEMA.split(";")):
                     self.db.execute(statement)
@@ -151,6 +175,7 @@ class MemoryStore:
             return [None] * len(texts)
         return [np.asarray(v, dtype=np.float32).tobytes() for v in self.embed(texts)]
 
+    @_damage_reported
     def remember_facts(self, user_id: str, facts: list[ExtractedFact]) -> list[Memory]:
         """Store facts; one with a slot replaces that slot's older fact. Returns what was stored."""
         if not facts:
@@ -170,6 +195,7 @@ class MemoryStore:
                 stored.append(Memory(int(cursor.lastrowid or 0), user_id, "fact", fact.slot, fact.text, now))
         return stored
 
+    @_damage_reported
     def remember_turn(self, user_id: str, message: str) -> None:
         """Keep what the user said, dropping the oldest turns beyond ``max_turns``."""
         text = f"The user said: {message.strip()[:500]}"
@@ -180,6 +206,7 @@ class MemoryStore:
             self.db.execute("DELETE FROM memories WHERE id IN (SELECT id FROM memories WHERE user_id = ? AND "
                             "kind = 'turn' ORDER BY created DESC, id DESC LIMIT -1 OFFSET ?)", (user_id, self.max_turns))
 
+    @_damage_reported
     def list(self, user_id: str | None = None, kind: str | None = None) -> list[Memory]:
         query = "SELECT id, user_id, kind, slot, text, created FROM memories WHERE 1 = 1"
         args: list[object] = []
@@ -189,9 +216,11 @@ class MemoryStore:
             query, args = query + " AND kind = ?", args + [kind]
         return [Memory(*row) for row in self.db.execute(query + " ORDER BY user_id, created, id", args)]
 
+    @_damage_reported
     def users(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT DISTINCT user_id FROM memories ORDER BY user_id")]
 
+    @_damage_reported
     def forget(self, user_id: str | None, ids: list[int] | None = None) -> int:
         """Delete the given entries (of ``user_id`` when given), or all of a user's memories when
         ``ids`` is None. Returns how many were deleted."""
@@ -209,6 +238,7 @@ class MemoryStore:
         with self._transaction():
             return self.db.execute(f"DELETE FROM memories WHERE {' AND '.join(where)}", args).rowcount
 
+    @_damage_reported
     def recall(self, user_id: str, query: str, k: int = 4) -> list[Memory]:
         """The ``k`` entries most relevant to ``query``: cosine of memory vectors plus shared content
         words (which carry the tiny models, whose vectors are rough); facts before turns on ties."""
@@ -218,7 +248,9 @@ class MemoryStore:
             return []
         similarity = np.zeros(len(rows), dtype=np.float32)
         if self.embed is not None:
-            stale = [i for i, row in enumerate(rows) if row[6] is None or row[7] != self.model_tag]
+            asked_vector = np.asarray(self.embed([query])[0], dtype=np.float32)
+            size = asked_vector.nbytes  # a blob of another size is damaged or from another model: re-embedded
+            stale = [i for i, row in enumerate(rows) if row[6] is None or row[7] != self.model_tag or len(row[6]) != size]
             if stale:
                 fresh = self._vectors([rows[i][4] for i in stale])
                 with self._transaction():
@@ -227,7 +259,7 @@ class MemoryStore:
                                         (vector, self.model_tag, rows[i][0]))
                         rows[i] = (*rows[i][:6], vector, self.model_tag)
             matrix = np.stack([np.frombuffer(row[6], dtype=np.float32) for row in rows])
-            similarity = matrix @ np.asarray(self.embed([query])[0], dtype=np.float32)
+            similarity = matrix @ asked_vector
         asked = content_words(query)
         overlap = np.array([len(asked & content_words(row[4])) / max(1, len(asked)) for row in rows], dtype=np.float32)
         kind_bonus = np.array([0.05 if row[2] == "fact" else 0.0 for row in rows], dtype=np.float32)

@@ -40,7 +40,8 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 _MIX = np.uint64(0x9E3779B1)  # odd 32-bit constant: shingle hash = polynomial in its word hashes
 
 SEGMENT_SCHEMA = pa.schema(
-    [("id", pa.string()), ("exact_hash", pa.string()), ("cluster_id", pa.string()), ("signature", pa.list_(pa.uint32()))]
+    [("id", pa.string()), ("exact_hash", pa.string()), ("cluster_id", pa.string()), ("signature", pa.list_(pa.uint32())),
+     ("partition", pa.string())]
 )
 
 
@@ -122,6 +123,8 @@ class DedupIndex:
         self._check_options()
         self.exact: dict[str, str] = {}  # exact hash -> cluster id
         self.cluster_of: dict[str, str] = {}  # document id -> cluster id
+        self.owner: dict[str, str | None] = {}  # document id -> the partition that first kept it (None: unknown)
+        self._this_run: set[str] = set()  # ids already kept in this run
         self._pending: list[dict[str, Any]] = []
         self._lsh = self._new_lsh(self.options.redis_url)
         self._run_lsh = self._new_lsh(None) if self.options.redis_url else self._lsh
@@ -158,10 +161,12 @@ class DedupIndex:
         if self.options.redis_url:
             self._check_key_format(applied)
         for name, table in self._segments():
-            for doc_id, exact, cluster in zip(table["id"].to_pylist(), table["exact_hash"].to_pylist(),
-                                              table["cluster_id"].to_pylist()):
+            owners = table["partition"].to_pylist() if "partition" in table.column_names else [None] * table.num_rows
+            for doc_id, exact, cluster, owner in zip(table["id"].to_pylist(), table["exact_hash"].to_pylist(),
+                                                     table["cluster_id"].to_pylist(), owners):
                 self.exact.setdefault(exact, cluster)
                 self.cluster_of[doc_id] = cluster
+                self.owner.setdefault(doc_id, owner)
             if name not in applied:
                 self._insert(self._lsh, table, replace=bool(self.options.redis_url))
                 if self.options.redis_url:
@@ -202,9 +207,19 @@ class DedupIndex:
         return {m.decode() for m in self._redis().smembers(self._applied_key)}
 
     # -- checking -----------------------------------------------------------------------------------
-    def check(self, doc_id: str, text: str) -> Verdict:
-        """Classify a document and, when it is new, add it to this run's pending segment."""
+    def check(self, doc_id: str, text: str, partition: str | None = None) -> Verdict:
+        """Classify a document and, when it is new, add it to this run's pending segment.
+
+        A document id the index knows is the same document again: kept when its own partition is re-run,
+        an exact duplicate when another partition (a re-downloaded WARC, a thread spanning two months) or
+        this run already kept it."""
+        if doc_id in self._this_run:
+            return Verdict("exact", self.cluster_of[doc_id])
         if doc_id in self.cluster_of:
+            owner = self.owner.get(doc_id)
+            if owner is not None and partition is not None and owner != partition:
+                return Verdict("exact", self.cluster_of[doc_id])
+            self._this_run.add(doc_id)
             return Verdict("same_doc", self.cluster_of[doc_id])
         exact = exact_key(text)
         if exact in self.exact:
@@ -218,9 +233,11 @@ class DedupIndex:
             return Verdict("near", min(candidates))  # only cluster representatives are ever indexed
         self.exact[exact] = doc_id
         self.cluster_of[doc_id] = doc_id
+        self.owner[doc_id] = partition
+        self._this_run.add(doc_id)
         self._run_lsh.insert(doc_id.encode(), signature, check_duplication=False)
         self._pending.append({"id": doc_id, "exact_hash": exact, "cluster_id": doc_id,
-                              "signature": signature.hashvalues.astype(np.uint32).tolist()})
+                              "signature": signature.hashvalues.astype(np.uint32).tolist(), "partition": partition})
         return Verdict("unique", doc_id)
 
     def commit(self, partitions: dict[str, Any]) -> None:
@@ -284,7 +301,7 @@ def run_dedup(
         with ParquetSink(outputs[0], DEDUP_SCHEMA) as kept, ParquetSink(outputs[1], DUPLICATES_SCHEMA) as dups:
             for row in iter_rows(inputs[key]):
                 result.documents_in += 1
-                verdict = index.check(row["id"], row["text"])
+                verdict = index.check(row["id"], row["text"], key)
                 if verdict.kind in ("unique", "same_doc"):
                     result.kept += 1
                     kept.write({**{k: row.get(k) for k in DOCUMENT_SCHEMA.names}, "cluster_id": verdict.cluster_id})

@@ -82,11 +82,11 @@ def test_killed_run_commits_nothing(tmp_path, monkeypatch):
     original = DedupIndex.check
     calls = {"n": 0}
 
-    def dying_check(self, doc_id, text):
+    def dying_check(self, doc_id, text, partition=None):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt("killed")
-        return original(self, doc_id, text)
+        return original(self, doc_id, text, partition)
 
     monkeypatch.setattr(DedupIndex, "check", dying_check)
     with pytest.raises(KeyboardInterrupt):
@@ -162,3 +162,17 @@ def test_a_redis_index_with_pickled_keys_is_refused_with_the_fix(tmp_path, redis
     redis.Redis.from_url(redis_url).delete("rosie-old:key-format")  # as an older Rosie left it
     with pytest.raises(ValueError, match="pickled keys.*redis-cli"):
         DedupIndex(tmp_path / "dedup", options)
+
+
+def test_documents_with_the_same_id_in_two_partitions_are_kept_once(tmp_path):
+    docs = [_doc(str(n), random_document(n)) for n in range(3)]
+    first = _write(tmp_path / "a.parquet", docs)
+    again = _write(tmp_path / "b.parquet", docs + [docs[0]])  # a re-downloaded WARC, and one record twice
+    results = {r.key: r for r in run_dedup({"web/a": first, "web/b": again}, tmp_path / "dedup", DedupOptions())}
+    assert results["web/a"].kept == 3 and results["web/b"].kept == 0 and results["web/b"].exact == 4
+    kept = pl.concat([pl.read_parquet(tmp_path / "dedup" / key / "documents.parquet") for key in ("web/a", "web/b")])
+    assert kept.height == kept["id"].n_unique() == 3
+    # a changed partition that is re-run keeps its own documents; the other partition still does not
+    first = _write(tmp_path / "a.parquet", docs + [_doc("9", random_document(99))])
+    results = {r.key: r for r in run_dedup({"web/a": first, "web/b": again}, tmp_path / "dedup", DedupOptions())}
+    assert results["web/a"].kept == 4 and results["web/b"].unchanged

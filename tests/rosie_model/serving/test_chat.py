@@ -5,6 +5,7 @@ import dataclasses
 import os
 import sqlite3
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -195,6 +196,30 @@ def test_a_corrupt_memory_store_is_refused_and_left_alone(chat_model_dir, tmp_pa
     assert store.read_bytes() == b"this is not sqlite" * 100
     with pytest.raises(MemoryStoreError):
         MemoryStore(store)
+
+
+def test_a_damaged_payload_is_re_embedded_or_reported_not_raised_raw(tmp_path):
+    store = MemoryStore(tmp_path / "memory.db", embed=lambda texts: np.ones((len(texts), 4), np.float32) / 2,
+                        model_tag="m")
+    store.remember_facts("u", extract_facts("My name is Ada."))
+    store.db.execute("UPDATE memories SET vector = ?", (b"\x00\x01\x02",))  # a truncated vector blob
+    assert [m.text for m in store.recall("u", "what is my name?")] == ["The user's name is Ada."]
+    store.db.execute("DROP TABLE memories")  # damage sqlite itself cannot hide
+    with pytest.raises(MemoryStoreError, match="damaged .*move it aside"):
+        store.list("u")
+
+
+def test_listing_memories_leaves_a_healthy_store_as_it_was(tmp_path):
+    path = tmp_path / "memory.db"
+    writer = MemoryStore(path)
+    writer.remember_facts("u", extract_facts("My name is Ada."))
+    writer.close()
+    sqlite3.connect(path).execute("PRAGMA journal_mode=DELETE").fetchone()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert [m.text for m in MemoryStore(path, read_only=True).list("u")] == ["The user's name is Ada."]
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert MemoryStore(tmp_path / "none.db", read_only=True).list() == [] and not (tmp_path / "none.db").exists()
 
 
 def test_a_killed_write_leaves_the_store_consistent(tmp_path):
