@@ -20,6 +20,9 @@ class StepStats:
     records_out: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     bad: Counter[str] = field(default_factory=Counter)
+    #: Input bytes read, and those skipped past damage (see :attr:`estimated_lost_records`).
+    input_bytes: int = 0
+    lost_bytes: int = 0
 
     @property
     def bad_total(self) -> int:
@@ -30,15 +33,28 @@ class StepStats:
         return sum(self.skipped.values())
 
     @property
+    def estimated_lost_records(self) -> int:
+        """Records estimated to sit in the bytes skipped past damage, at the density of the bytes that were read."""
+        readable = self.input_bytes - self.lost_bytes
+        if not self.lost_bytes or readable <= 0:
+            return 0 if not self.lost_bytes else max(1, self.records_in)
+        return round(self.lost_bytes * self.records_in / readable)
+
+    @property
     def bad_share(self) -> float:
-        """Malformed records over all records seen (0.0 for an empty input)."""
-        return self.bad_total / self.records_in if self.records_in else 0.0
+        """Malformed and lost records over all records (0.0 for an empty input): a corrupt frame that hides
+        half a dump counts as half, not as one record."""
+        lost = self.estimated_lost_records
+        seen = self.records_in + lost
+        return (self.bad_total + lost) / seen if seen else 0.0
 
     def merge(self, other: StepStats) -> None:
         self.records_in += other.records_in
         self.records_out += other.records_out
         self.skipped.update(other.skipped)
         self.bad.update(other.bad)
+        self.input_bytes += other.input_bytes
+        self.lost_bytes += other.lost_bytes
 
     def reasons_markdown(self) -> str:
         """A markdown table of every reason a record did not make it, most frequent first."""
@@ -57,6 +73,8 @@ class StepStats:
             "records_out": self.records_out,
             "skipped": dict(self.skipped),
             "bad": dict(self.bad),
+            "input_bytes": self.input_bytes,
+            "lost_bytes": self.lost_bytes,
         }
 
     @classmethod
@@ -66,6 +84,8 @@ class StepStats:
             records_out=int(payload.get("records_out", 0)),
             skipped=Counter(payload.get("skipped", {})),
             bad=Counter(payload.get("bad", {})),
+            input_bytes=int(payload.get("input_bytes", 0)),
+            lost_bytes=int(payload.get("lost_bytes", 0)),
         )
 
 

@@ -79,7 +79,7 @@ def run_step(
 
     remove_stale_temps(out_dir)
     remove_stale_temps(quarantine_path.parent)
-    stats = StepStats()
+    stats = StepStats(input_bytes=sum(p.stat().st_size for p in inputs if p.is_file()))
     sample: list[dict[str, Any]] = []
     source = ",".join(p.name for p in inputs)
     primary = next(iter(schemas))  # the table whose rows count as output (documents, dialogues)
@@ -91,6 +91,7 @@ def run_step(
         for items_seen, item in enumerate(read(), start=1):
             if isinstance(item, Rejected):
                 stats.records_in += 1
+                stats.lost_bytes += item.lost_bytes
                 (stats.bad if item.bad else stats.skipped)[item.reason] += 1
                 if item.bad:
                     quarantine.write(json.dumps(item.quarantine_entry(source), ensure_ascii=False) + "\n")

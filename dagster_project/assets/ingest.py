@@ -109,6 +109,7 @@ def _metadata(result: StepResult, landed: LandedInput) -> dict[str, Any]:
         "skipped_records": stats.skipped_total,
         "bad_records": stats.bad_total,
         "bad_share": round(stats.bad_share, 6),
+        "lost_bytes": stats.lost_bytes,
         "skipped_by_reason": dg.MetadataValue.md(stats.reasons_markdown()),
         "sample": dg.MetadataValue.md(_sample_markdown(result.sample)),
         "path": dg.MetadataValue.path(str(result.tables["documents"])),
@@ -137,7 +138,8 @@ def _checks(result: StepResult, max_bad_share: float) -> list[dg.AssetCheckResul
             check_name="bad_record_share",
             passed=stats.bad_share <= max_bad_share,
             metadata={"bad_share": round(stats.bad_share, 6), "max_bad_share": max_bad_share,
-                      "bad_records": stats.bad_total},
+                      "bad_records": stats.bad_total, "lost_bytes": stats.lost_bytes,
+                      "estimated_lost_records": stats.estimated_lost_records},
         ),
         dg.AssetCheckResult(check_name="schema", passed=not mismatched, metadata={"mismatched": ", ".join(mismatched) or "none"}),
         dg.AssetCheckResult(

@@ -46,7 +46,7 @@ class CommonCrawlReader:
 
     def read(self, path: Path) -> Iterator[Row | Rejected]:
         errors: list[Rejected] = []
-        chunks = iter_decompressed(path, lambda reason, off, detail: errors.append(bad(reason, off, detail)))
+        chunks = iter_decompressed(path, lambda reason, off, detail, lost: errors.append(bad(reason, off, detail, lost_bytes=lost)))
         for item in iter_warc_records(chunks, self.options.max_record_bytes):
             yield from errors
             errors.clear()

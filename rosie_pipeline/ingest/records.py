@@ -37,6 +37,9 @@ class Rejected:
     sample: bytes | str | None = None
     #: The input file, when a reader reads several (a Reddit month is an RS_ and an RC_ dump).
     file: str | None = None
+    #: Input bytes skipped to get past the damage (a corrupt zstd frame can hide half a dump behind one
+    #: reason); the step turns them into an estimate of the records lost.
+    lost_bytes: int = 0
 
     def quarantine_entry(self, source_file: str) -> dict[str, Any]:
         sample = self.sample
@@ -49,12 +52,14 @@ class Rejected:
             "file": self.file or source_file,
             "offset": self.offset,
             "detail": self.detail,
+            "lost_bytes": self.lost_bytes,
             "sample": sample,
         }
 
 
-def bad(reason: str, offset: int | None = None, detail: str = "", sample: bytes | str | None = None) -> Rejected:
-    return Rejected(reason=reason, bad=True, offset=offset, detail=detail, sample=sample)
+def bad(reason: str, offset: int | None = None, detail: str = "", sample: bytes | str | None = None,
+        lost_bytes: int = 0) -> Rejected:
+    return Rejected(reason=reason, bad=True, offset=offset, detail=detail, sample=sample, lost_bytes=lost_bytes)
 
 
 def skipped(reason: str) -> Rejected:

@@ -130,7 +130,7 @@ class PushshiftReader:
             yield bad("unknown_dump_name", None, f"{path.name} is not RS_*.zst or RC_*.zst")
             return
         problems: list[Rejected] = []
-        chunks = iter_decompressed(path, lambda reason, off, detail: problems.append(bad(reason, off, detail)))
+        chunks = iter_decompressed(path, lambda reason, off, detail, lost: problems.append(bad(reason, off, detail, lost_bytes=lost)))
         lines = iter_lines(
             chunks,
             self.options.max_line_bytes,

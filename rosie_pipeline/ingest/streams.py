@@ -21,8 +21,9 @@ READ_SIZE = 1 << 16
 #: Pushshift dumps are compressed with ``--long=31``; the default decoder refuses such windows.
 ZSTD_MAX_WINDOW = 2**31
 
-#: Called as ``on_error(reason, raw_offset, detail)`` for each damaged region.
-ErrorCallback = Callable[[str, int, str], None]
+#: Called as ``on_error(reason, raw_offset, detail, lost_bytes)`` for each damaged region; ``lost_bytes`` is
+#: how much of the file was skipped to get past it (0 for a truncated end: what is missing is not there).
+ErrorCallback = Callable[[str, int, str, int], None]
 
 
 class _Decompressor(Protocol):
@@ -78,15 +79,17 @@ def _iter_members(fh: BinaryIO, codec: Codec, on_error: ErrorCallback, read_size
             if not pending:
                 break
         if not in_member and not pending.startswith(codec.magic[: len(pending)]):
-            on_error(f"corrupt_{codec.name}", offset, "bytes between members are not a new member")
+            damaged = offset
             pending, offset = _resync(fh, pending, offset, codec.magic, read_size)
+            on_error(f"corrupt_{codec.name}", damaged, "bytes between members are not a new member", offset - damaged)
             continue
         in_member = True
         try:
             out = decompressor.decompress(pending)
         except codec.errors as exc:
-            on_error(f"corrupt_{codec.name}", offset, str(exc))
+            damaged = offset  # what was decoded before this read is kept; the rest of it on is skipped
             pending, offset = _resync(fh, pending[1:], offset + 1, codec.magic, read_size)
+            on_error(f"corrupt_{codec.name}", damaged, str(exc), offset - damaged)
             decompressor, in_member = codec.new(), False
             continue
         if out:
@@ -100,7 +103,7 @@ def _iter_members(fh: BinaryIO, codec: Codec, on_error: ErrorCallback, read_size
             offset += len(pending)
             pending = b""
     if in_member:
-        on_error(f"truncated_{codec.name}", offset, "file ends inside a compressed member")
+        on_error(f"truncated_{codec.name}", offset, "file ends inside a compressed member", 0)
 
 
 def _resync(fh: BinaryIO, data: bytes, offset: int, magic: bytes, read_size: int) -> tuple[bytes, int]:

@@ -117,3 +117,22 @@ def test_dump_month():
 
     assert dump_month(Path("RS_2024-01.zst")) == "2024-01" and dump_month(Path("RC_2024-01.zst")) == "2024-01"
     assert dump_month(Path("notes.zst")) is None
+
+
+def test_a_corrupt_frame_counts_the_records_it_hides(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    comments = [comment(f"k{n}", "p1", "t3_p1", " ".join(f"{rng.getrandbits(40):x}" for _ in range(8)), f"user{n}")
+                for n in range(4000)]  # text that does not compress away: the frame spans many reads
+    data = bytearray(zstd_ndjson(comments, window_log=31))  # one frame, as Pushshift writes a month
+    middle = len(data) // 2
+    data[middle : middle + 64] = b"\xff" * 64  # garbage inside the frame: everything after it is unreadable
+    dumps = [tmp_path / "RS_2023-10.zst", tmp_path / "RC_2023-10.zst"]
+    dumps[0].write_bytes(zstd_ndjson([submission("p1", "Boxes")]))
+    dumps[1].write_bytes(bytes(data))
+    stats = _ingest(tmp_path, dumps).stats
+    assert stats.bad["corrupt_zstd"] == 1  # (and the line it cut in two is invalid JSON)
+    assert 0.2 < stats.lost_bytes / stats.input_bytes < 0.8
+    assert 1000 < stats.estimated_lost_records < 4000  # about half of the month, not one record
+    assert stats.bad_share > 0.2

@@ -9,7 +9,7 @@ from tests.fixtures import zstd_ndjson
 
 def _read(path):
     errors = []
-    data = b"".join(iter_decompressed(path, lambda reason, offset, detail: errors.append(reason)))
+    data = b"".join(iter_decompressed(path, lambda reason, offset, detail, lost: errors.append(reason)))
     return data, errors
 
 
