@@ -31,6 +31,14 @@ def spawn_chat(home: Path, model: Path) -> pexpect.spawn:
     return child
 
 
+def test_terminal_chat_reads_bytes_that_are_not_utf8(chat_model_dir, tmp_path):
+    command = rosie_command(tmp_path / "home", "chat", "--model", str(chat_model_dir), "--seed", "0", "--max-tokens", "8")
+    done = subprocess.run(command, input=b"caf\xe9 \xff\xfe hello\n/quit\n", capture_output=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert b"rosie (" in done.stdout and b"Traceback" not in done.stderr
+
+
 def test_terminal_chat_streams_shows_emotions_takes_events_and_remembers(chat_model_dir, tmp_path):
     home = tmp_path / "home"
     child = spawn_chat(home, chat_model_dir)

@@ -258,3 +258,18 @@ def test_a_run_left_running_by_sigkill_is_marked_killed_by_the_next_trainer(corp
     assert done.returncode == 0 and "marked 1 MLflow run(s) KILLED" in done.stdout
     assert mlflow.get_run(orphan.info.run_id).info.status == "KILLED"
     assert json.loads(done.stdout.splitlines()[-1])["run_id"] != orphan.info.run_id
+
+
+def test_identical_weights_are_not_rewritten(tmp_path):
+    import os
+
+    from rosie_model.core.checkpoint import save_weights
+
+    path = tmp_path / "base.safetensors"
+    weights = {"w": torch.arange(6.0).reshape(2, 3)}
+    save_weights(weights, path, unless_identical=True)
+    os.utime(path, ns=(1, 1))
+    save_weights(weights, path, unless_identical=True)  # a re-run with no new steps
+    assert path.stat().st_mtime_ns == 1 and not list(tmp_path.glob(".*tmp*"))
+    save_weights({"w": weights["w"] + 1}, path, unless_identical=True)
+    assert path.stat().st_mtime_ns != 1 and torch.equal(load_file(str(path))["w"], weights["w"] + 1)
