@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 
 from dagster_project.partitions import register_landed_partitions
+from rosie_pipeline.atomic import process_alive
 from rosie_pipeline.paths import RosieHome
 
 DAGSTER_YAML = """\
@@ -78,7 +79,7 @@ def release_abandoned_runs(instance: dg.DagsterInstance, pools: tuple[str, ...] 
                                      dg.DagsterRunStatus.NOT_STARTED])
     for run in instance.get_runs(filters=active):
         pid = run.tags.get(RUN_PID_TAG)
-        if pid is None or _alive(int(pid)):
+        if pid is None or process_alive(int(pid)):
             continue
         instance.report_run_failed(run, message=f"process {pid} is gone; released by rosie run")
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
@@ -94,15 +95,6 @@ def release_abandoned_runs(instance: dg.DagsterInstance, pools: tuple[str, ...] 
                 released.append(slot.run_id)
     return released
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_selection(

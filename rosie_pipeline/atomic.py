@@ -24,7 +24,8 @@ def temp_sibling(path: Path) -> Path:
 _TEMP = re.compile(r"^\..+\.tmp-([0-9]+)$")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -39,7 +40,7 @@ def remove_stale_temps(folder: Path) -> int:
     removed = 0
     for path in folder.glob(".*.tmp-*") if folder.is_dir() else ():
         match = _TEMP.match(path.name)
-        if match and path.is_file() and not _alive(int(match.group(1))):
+        if match and path.is_file() and not process_alive(int(match.group(1))):
             path.unlink(missing_ok=True)
             removed += 1
     return removed

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rosie_model.core.layout import PHASES, rosie_home
+from rosie_model.training.data import sha256_file
 
 #: Settings that say how a run is watched, not what it computes: changing them resumes, never restarts.
 RUN_CONTROL = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "experiment", "run_name",
@@ -116,16 +117,8 @@ class TrainConfig:
             manifest = Path(folder) / "manifest.json" if folder else None
             parts.append(manifest.read_text(encoding="utf-8") if manifest and manifest.exists() else "")
         # the starting weights by content: rewriting the same weights must not throw the next phase's progress away
-        parts.append(_sha256(starting_weights) if starting_weights else "")
+        parts.append(sha256_file(starting_weights) if starting_weights else "")
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

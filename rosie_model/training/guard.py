@@ -26,7 +26,7 @@ class FolderBusy(RuntimeError):
     """Another live trainer writes this checkpoint folder."""
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int) -> bool:  # rosie_pipeline.atomic.process_alive; rosie_model may not import it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
