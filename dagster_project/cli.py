@@ -140,7 +140,9 @@ def _ui(args: argparse.Namespace) -> int:
     dagster = [str(bin_dir / "dagster"), "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
     print(f"rosie: Dagster UI on http://{args.host}:{args.port}, MLflow UI on http://{args.host}:{args.mlflow_port} "
           f"(home {home.root}); Ctrl-C stops both", flush=True)
-    processes = [subprocess.Popen(mlflow), subprocess.Popen(dagster)]
+    # the MLflow links Dagster shows point at this MLflow UI, whatever its port
+    links = {**os.environ, "ROSIE_MLFLOW_UI": f"http://{args.host}:{args.mlflow_port}"}
+    processes = [subprocess.Popen(mlflow), subprocess.Popen(dagster, env=links)]
     try:
         while all(p.poll() is None for p in processes):
             time.sleep(1)

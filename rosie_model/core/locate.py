@@ -14,14 +14,16 @@ from rosie_model.core.errors import ModelNotFound
 from rosie_model.core.layout import ModelFolder, model_cache, tracking_uri
 
 
-def resolve_model(source: str | Path) -> Path:
-    """A model folder from a path (a model folder, or a downloaded MLflow model holding one) or from a
-    registry URI ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` of the home's MLflow store."""
+def resolve_model(source: str | Path) -> tuple[Path, str]:
+    """(model folder, how to name it to a person) from a path (a model folder, or a downloaded MLflow model
+    holding one) or from a registry URI ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` of the home's
+    MLflow store; the name is the URI with its version (``models:/rosie@champion (version 3)``) or the path."""
     text = str(source)
     if text.startswith("models:/"):
-        return _registry_folder(text)
+        folder, version = _registry_folder(text)
+        return folder, text if text.endswith(f"/{version}") else f"{text} (version {version})"
     folder = Path(text).expanduser()
-    return pyfunc_model_folder(folder) or folder
+    return pyfunc_model_folder(folder) or folder, text
 
 
 def pyfunc_model_folder(root: Path) -> Path | None:
@@ -36,7 +38,7 @@ def pyfunc_model_folder(root: Path) -> Path | None:
     return inner if ModelFolder(inner).config.is_file() else None
 
 
-def _registry_folder(uri: str) -> Path:
+def _registry_folder(uri: str) -> tuple[Path, str]:
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -73,4 +75,4 @@ def _registry_folder(uri: str) -> Path:
         found = pyfunc_model_folder(cache)
     if found is None:
         raise ModelNotFound(f"models:/{name}/{version} holds no Rosie model folder (not a Rosie chat model?)")
-    return found
+    return found, str(version)

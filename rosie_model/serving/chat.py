@@ -137,8 +137,10 @@ class Rosie:
     """A trained Rosie ready to chat. Build it with :meth:`load`."""
 
     def __init__(self, loaded: LoadedRosie, options: SamplingOptions, memory_path: Path,
-                 max_message_chars: int = 4000, memory_k: int = 4, tag: str = "") -> None:
+                 max_message_chars: int = 4000, memory_k: int = 4, tag: str = "", label: str = "") -> None:
         self.loaded, self.options = loaded, options
+        #: How the model was asked for (``models:/rosie@champion (version 3)``), for people to read.
+        self.label = label or str(loaded.folder)
         self.memory_path, self.memory_k, self.max_message_chars = memory_path, memory_k, max_message_chars
         self.model_tag = tag
         self._memory: MemoryStore | None = None
@@ -149,7 +151,7 @@ class Rosie:
              max_message_chars: int = 4000) -> Rosie:
         """``source``: a model folder, a downloaded MLflow model, or ``models:/rosie@champion``-style URI.
         ``device`` auto picks CUDA (in bf16) when there is one; ``int8`` quantizes for CPU."""
-        folder = resolve_model(source)
+        folder, label = resolve_model(source)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
@@ -165,7 +167,7 @@ class Rosie:
         weights = loaded.weights  # memory vectors are tagged with the weights that made them
         tag = f"{weights.resolve()}@{weights.stat().st_mtime_ns}{'+int8' if int8 else ''}"
         return cls(loaded, options or sampling_defaults(ModelFolder(folder)), memory_path or memory_db(),
-                   max_message_chars, tag=tag)
+                   max_message_chars, tag=tag, label=label)
 
     @property
     def events(self) -> tuple[str, ...]:

@@ -36,7 +36,7 @@ class TerminalChat:
 
     def banner(self) -> None:
         events = " ".join(f"/{e}" for e in self.rosie.events)
-        self.say(f"Rosie is here (talking with {self.user_id}). Type a message and press Enter.\n"
+        self.say(f"Rosie is here ({self.rosie.label}, talking with {self.user_id}). Type a message and press Enter.\n"
                  f"  events: {events}\n  /reset new conversation · /memory what she remembers · "
                  "/forget ID|all · /help · /quit")
 

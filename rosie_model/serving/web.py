@@ -147,7 +147,8 @@ class ChatHandler(BaseHTTPRequestHandler):
         if self.path in ("/", "/index.html"):
             self._send(HTTPStatus.OK, server.page, "text/html; charset=utf-8")
         elif self.path == "/api/info":
-            self._json(HTTPStatus.OK, {"model": str(server.rosie.loaded.folder), "events": list(server.rosie.events),
+            self._json(HTTPStatus.OK, {"model": server.rosie.label, "folder": str(server.rosie.loaded.folder),
+                                       "events": list(server.rosie.events),
                                        "emotions": list(server.rosie.loaded.model.config.emotions)})
         elif self.path == "/api/memory":
             with server.lock:

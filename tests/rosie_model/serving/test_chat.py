@@ -298,4 +298,5 @@ def test_a_version_registered_before_the_rooms_still_loads(chat_model_dir, tmp_p
     rosie = Rosie.load("models:/rosie@champion", memory_path=tmp_path / "memory.db")
     assert "MLFLOW_TRACKING_URI" not in os.environ  # looking a model up does not repoint every later process
     assert rosie.loaded.folder.resolve() == (logged / "artifacts" / "model").resolve()
+    assert rosie.label == f"models:/rosie@champion (version {version.version})"  # what rosie web and chat show
     assert rosie.reply(HELLO).emotion

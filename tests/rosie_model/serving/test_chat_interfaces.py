@@ -133,7 +133,8 @@ def test_web_chat_in_headless_chromium(chat_model_dir, tmp_path):
         assert done["emotion"] in info["emotions"] and done["face"] == done["emotion"]
         assert done["text"] and "<|" not in done["text"]
         page = browser.text_after(f"{base}/", ["Rosie"], 10)
-        assert "Rosie" in page
+        assert "Rosie" in page and info["model"] == str(chat_model_dir)  # the header names what was asked for
+        assert browser.evaluate("document.getElementById('model').textContent") == info["model"]
         memory = json.loads(urllib.request.urlopen(f"{base}/api/memory", timeout=10).read())
         assert "The user's name is Robin." in [m["text"] for m in memory["memories"]]
 
