@@ -185,8 +185,8 @@ class MemoryStore:
         with self._transaction():
             for fact, vector in zip(facts, vectors):
                 if fact.slot is None:
-                    self.db.execute("DELETE FROM memories WHERE user_id = ? AND kind = 'fact' AND text = ?",
-                                    (user_id, fact.text))
+                    self.db.execute("DELETE FROM memories WHERE user_id = ? AND kind = 'fact' AND lower(text) = lower(?)",
+                                    (user_id, fact.text))  # "likes Pizza" again is the same fact
                 else:
                     self.db.execute("DELETE FROM memories WHERE user_id = ? AND slot = ?", (user_id, fact.slot))
                 cursor = self.db.execute(

@@ -300,3 +300,10 @@ def test_a_version_registered_before_the_rooms_still_loads(chat_model_dir, tmp_p
     assert rosie.loaded.folder.resolve() == (logged / "artifacts" / "model").resolve()
     assert rosie.label == f"models:/rosie@champion (version {version.version})"  # what rosie web and chat show
     assert rosie.reply(HELLO).emotion
+
+
+def test_the_same_fact_told_twice_is_kept_once(tmp_path):
+    store = MemoryStore(tmp_path / "memory.db")
+    for message in ("I love pizza.", "I love Pizza!", "My dog is called Rex.", "I have a dog called Rex."):
+        store.remember_facts("u", extract_facts(message))
+    assert [m.text for m in store.list("u")] == ["The user likes Pizza.", "The user has a dog named Rex."]
