@@ -35,7 +35,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, int]:
     """(model, loss of a (batch, seq+1) id tensor, vocabulary the batches draw from) for ``args.side``."""
     import torch
 
-    from rosie_model.core.bootstrap import BootstrapRosie, BootstrapSettings, pretrained_source
+    from rosie_model.core.bootstrap import BootstrapRosie, BootstrapSettings, pretrained_folder
 
     if args.side == "rosie":
         from rosie_model.training.config import TrainConfig
@@ -54,8 +54,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, int]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    folder, gguf = pretrained_source(args.pretrained)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(pretrained_folder(args.pretrained), dtype=torch.float32)
     if args.side == "peft":
         model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.1,
                                                  target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))

@@ -31,7 +31,7 @@ from torch import nn
 
 from rosie_model.core.checkpoint import write_text_atomic
 from rosie_model.core.config import DEFAULT_EMOTIONS, ModelConfig
-from rosie_model.core.layout import ModelFolder
+from rosie_model.core.layout import ModelFolder, converted_cache
 
 #: On the bootstrap path "trunk" is the LoRA adapters and Rosie's token rows, and memory is read from the
 #: context, so phase 3 trains the adapters too; there is no base phase (the pretrained model is the base).
@@ -87,16 +87,53 @@ def resolve_pretrained(name: str | Path) -> str:
     return str(found)
 
 
-def pretrained_source(path: str | Path) -> tuple[str, str | None]:
-    """(folder, GGUF file name or None) for a model folder, a ``.gguf`` file or a known name."""
+def pretrained_folder(path: str | Path) -> str:
+    """The Hugging Face folder for a model folder, a ``.gguf`` file or a known name. A GGUF file is converted
+    once into a folder under the home's cache, and that folder is used from then on."""
     path = Path(resolve_pretrained(path)).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise FileNotFoundError(f"no GGUF file at {path}")
-        return str(path.parent), path.name
+        return str(converted_gguf(path))
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is neither a Hugging Face model folder (config.json) nor a .gguf file")
-    return str(path), None
+    return str(path)
+
+
+def save_float_model(model: Any, folder: Path) -> None:
+    """``save_pretrained``, also for a model loaded from GGUF: it was dequantized to plain floats when it
+    loaded, but transformers still marks it quantized and refuses to save it, so the marks are dropped."""
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    model.save_pretrained(str(folder))
+
+
+def converted_gguf(path: Path) -> Path:
+    """The Hugging Face folder (safetensors, tokenizer) transformers makes of ``path``, converted on first use
+    and kept under :func:`converted_cache`, keyed by the file's name, size and mtime."""
+    import hashlib
+    import os
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    stat = path.resolve().stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    folder = converted_cache() / f"{path.stem}-{key}"
+    if (folder / "config.json").is_file():
+        return folder
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save_float_model(AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32), tmp)
+        AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def smollm2_gguf() -> Path | None:
@@ -117,8 +154,7 @@ def prepare_tokenizer(settings: BootstrapSettings, rosie_tokenizer: Path, out: P
     data pipeline can tokenize dialogue shards with it exactly as for the scratch model."""
     from transformers import AutoTokenizer
 
-    folder, gguf = pretrained_source(settings.pretrained)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    tokenizer = AutoTokenizer.from_pretrained(pretrained_folder(settings.pretrained))
     rosie = json.loads((rosie_tokenizer / "tokenizer_config.json").read_text(encoding="utf-8"))
     specials = [rosie["eos_token"], rosie["pad_token"], *rosie["additional_special_tokens"]]
     tokenizer.add_special_tokens({"additional_special_tokens": [t for t in specials if t != rosie["pad_token"]],
@@ -165,8 +201,7 @@ class BootstrapRosie(nn.Module):
         from tokenizers import Tokenizer
         from transformers import AutoModelForCausalLM
 
-        folder, gguf = pretrained_source(settings.pretrained)
-        base = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+        base = AutoModelForCausalLM.from_pretrained(pretrained_folder(settings.pretrained), dtype=torch.float32)
         tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
         tokenizer_config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
         old_vocab = base.get_input_embeddings().weight.shape[0]
@@ -306,10 +341,4 @@ def export_bootstrap(model: BootstrapRosie, out_dir: Path) -> None:
 
     model.lm.save_pretrained(str(ModelFolder(out_dir).adapters))
     merged = copy.deepcopy(model.lm).merge_and_unload()  # merging folds in place: keep the caller's model LoRA
-    if getattr(merged, "hf_quantizer", None) is not None:
-        # a GGUF source was dequantized to plain floats when it loaded; transformers still marks it quantized
-        # and refuses to save it, so drop the marks: what is saved is an ordinary float model
-        merged.hf_quantizer = None
-        if hasattr(merged.config, "quantization_config"):
-            del merged.config.quantization_config
-    merged.save_pretrained(str(ModelFolder(out_dir).merged))
+    save_float_model(merged, ModelFolder(out_dir).merged)

@@ -49,6 +49,11 @@ def model_cache() -> Path:
     return rosie_home() / "cache" / "models"
 
 
+def converted_cache() -> Path:
+    """Where GGUF files are kept converted to Hugging Face folders (converting takes seconds; loading one, less)."""
+    return rosie_home() / "cache" / "gguf"
+
+
 @dataclass(frozen=True)
 class ModelFolder:
     """The files of one model folder (see the module docstring)."""

