@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -265,4 +266,18 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         return int(args.func(args))
     except (UsageError, RosieError) as exc:
         print(f"{prog.split()[-1]}: {exc}", file=sys.stderr)
+        _report_failure(str(exc))
         return 2
+    except Exception:
+        _report_failure(traceback.format_exc())
+        raise
+
+
+#: Where a launcher (a Dagster step) wants the reason a command failed, to put it in its failure message.
+ERROR_FILE = "ROSIE_ERROR_FILE"
+
+
+def _report_failure(text: str, max_lines: int = 15) -> None:
+    path = os.environ.get(ERROR_FILE)
+    if path:
+        Path(path).write_text("\n".join(text.strip().splitlines()[-max_lines:]) + "\n", encoding="utf-8")

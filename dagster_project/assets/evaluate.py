@@ -7,8 +7,6 @@ Both run rosie_model in a separate process through Dagster Pipes (dagster_projec
 """
 
 import json
-import os
-import sys
 from typing import Any, Literal
 
 import dagster as dg
@@ -17,8 +15,9 @@ from dagster_project.lake import APPROACHES
 
 from dagster_project.assets.train import rosie_model
 from dagster_project.config import md_table
+from dagster_project.launch import run_rosie_model
 from dagster_project.resources import RosieHomeResource
-from dagster_project.training_report import mlflow_env, mlflow_run_url
+from dagster_project.training_report import mlflow_run_url
 from rosie_pipeline.atomic import read_json, write_json_atomic
 from rosie_pipeline.evalsets import build_eval_sets
 from rosie_pipeline.scorecard import leaked_dialogues
@@ -108,12 +107,11 @@ def model_evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig
     evaluated = {}
     for approach in (config.approach, *others):
         out = evaluation_dir / f"results-{approach}.json"
-        command = [sys.executable, "-m", "rosie_model", "evaluate", "--model-dir", str(lake.model_dir(approach)),
-                   "--spec", str(evaluation_dir / "sets" / f"spec-{approach}.json"), "--out", str(out),
-                   "--max-rows", str(config.max_rows), *([] if config.diagnostics else ["--no-diagnostics"])]
         context.log.info(f"evaluating the {approach} model")
-        pipes.run(context=context, command=command, env={"ROSIE_HOME": str(home.root), **mlflow_env(home),
-                                                            "ROSIE_EXIT_WITH": str(os.getpid())})
+        run_rosie_model(context, pipes, home, [
+            "evaluate", "--model-dir", str(lake.model_dir(approach)), "--spec",
+            str(evaluation_dir / "sets" / f"spec-{approach}.json"), "--out", str(out), "--max-rows", str(config.max_rows),
+            *([] if config.diagnostics else ["--no-diagnostics"])])
         evaluated[approach] = json.loads(out.read_text(encoding="utf-8"))
     results = evaluated[config.approach]
     write_json_atomic(evaluation_dir / "results.json", {**results, "evaluated": sorted(evaluated)})
@@ -175,11 +173,9 @@ def registered_model(context: dg.AssetExecutionContext, rosie: RosieHomeResource
         if approach == "scratch":  # the bootstrap path starts from a pretrained model, not from the pretrain shards
             trained_on.insert(0, lake["pretrain_shards"] / "train")
         datasets = [p for p in (folder / "manifest.json" for folder in trained_on) if p.exists()]
-        command = [sys.executable, "-m", "rosie_model", "register", "--model-dir", str(lake.model_dir(approach)),
-                   "--evaluation", str(results_path), "--out", str(out), "--tag", f"approach={approach}",
-                   *[arg for path in datasets for arg in ("--dataset", str(path))]]
-        pipes.run(context=context, command=command, env={"ROSIE_HOME": str(home.root), **mlflow_env(home),
-                                                            "ROSIE_EXIT_WITH": str(os.getpid())})
+        run_rosie_model(context, pipes, home, [
+            "register", "--model-dir", str(lake.model_dir(approach)), "--evaluation", str(results_path), "--out",
+            str(out), "--tag", f"approach={approach}", *[arg for path in datasets for arg in ("--dataset", str(path))]])
         result: dict[str, Any] = read_json(out) or {}
         context.log.info(f"registered the {approach} model as {result.get('model_uri')}: "
                          f"champion={result.get('champion')} ({result.get('reason')})")

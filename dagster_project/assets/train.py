@@ -12,7 +12,6 @@ ids of bootstrap_tokenizer (the pretrained tokenizer with Rosie's tokens), facts
 lines, through the same engine.
 """
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,9 @@ import dagster as dg
 
 from dagster_project.assets.tokenize import bootstrap_dialogue_shards, dialogue_shards, pretrain_shards
 from dagster_project.lake import Lake
+from dagster_project.launch import run_rosie_model
 from dagster_project.resources import RosieHomeResource
-from dagster_project.training_report import loss_curve_markdown, mlflow_env, mlflow_run_url
+from dagster_project.training_report import loss_curve_markdown, mlflow_run_url
 from rosie_pipeline.atomic import read_json, write_json_atomic
 
 
@@ -132,13 +132,8 @@ def run_phase(context: dg.AssetExecutionContext, config: TrainPhaseConfig, rosie
     write_json_atomic(config_path, settings)
 
     gpus = config.gpus if config.gpus is not None else _gpu_count()
-    launcher = ([str(Path(sys.executable).with_name("torchrun")), "--nproc-per-node", str(gpus), "-m"]
-                if gpus > 1 else [sys.executable, "-m"])
-    command = [*launcher, "rosie_model", "train", "--config", str(config_path)]
-    context.log.info(f"launching: {' '.join(command)}")
-    # the trainer exits (checkpointing) when this step's process dies, even by kill -9
-    env = {**os.environ, "ROSIE_HOME": str(home.root), **mlflow_env(home), "ROSIE_EXIT_WITH": str(os.getpid())}
-    reported = pipes.run(context=context, command=command, env=env).get_materialize_result()
+    launcher = [str(Path(sys.executable).with_name("torchrun")), "--nproc-per-node", str(gpus), "-m"] if gpus > 1 else None
+    reported = run_rosie_model(context, pipes, home, ["train", "--config", str(config_path)], launcher).get_materialize_result()
     metadata = {key: value for key, value in (reported.metadata or {}).items()}
     run_id = metadata.get("mlflow_run_id")
     run_id = getattr(run_id, "value", run_id)

@@ -372,7 +372,16 @@ def stop_requests() -> Iterator[list[int]]:
 
 # -- the loop -------------------------------------------------------------------------------------------
 def train(config: TrainConfig) -> TrainResult:
+    # signals are noted from the first moment: a Terminate while a pretrained model loads stops as cleanly as
+    # one mid-training, and one after the last step lets the finished run finish
+    with stop_requests() as stop:
+        return _train(config, stop)
+
+
+def _train(config: TrainConfig, stop: list[int]) -> TrainResult:
     trainer = Trainer(config)
+    if stop:
+        raise Stop(stop[0])
     tracker = Tracker.start(config, trainer.core.config, trainer.world.main, trainer.run_id,
                             [trainer.train_set, trainer.val_set, trainer.replay_set], trainer.tokenizer_hash)
     trainer.run_id = tracker.run_id
@@ -385,7 +394,9 @@ def train(config: TrainConfig) -> TrainResult:
     # a run resumed at its last step trains no more: its final loss is the one it had reached
     loss, val_loss = trainer.curve[-1][1] if trainer.curve else float("nan"), None
     started, start_step, batches = time.perf_counter(), trainer.step, trainer.batches()
-    with stop_requests() as stop, tracker.finishing(bar, trainer.world):
+    with tracker.finishing(bar, trainer.world):
+        if stop:  # stopped while the run was being set up: nothing new to save
+            raise Stop(stop[0])
         trainer.model.train()
         while trainer.step < config.steps:
             parts, grad_norm = trainer.train_step(batches)

@@ -114,6 +114,16 @@ def test_a_failing_trainer_fails_the_asset(trained):
                             run_config={"ops": {"base_model": {"config": {"preset": "no-such-preset", "fresh": True}}}},
                             raise_on_error=False)
     assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.event_specific_data.error.message
+    assert "rosie_model train failed" in message and "no-such-preset" in message  # the cause, on the run page
+    assert "External execution process failed" not in message
+    # a trainer that crashes with a traceback (max_seq_len below the shards' rows) names its exception too
+    result = dg.materialize(defs.assets, selection=["base_model"], instance=instance, resources=defs.resources,
+                            run_config={"ops": {"base_model": {"config": {"max_seq_len": 8, "fresh": True}}}},
+                            raise_on_error=False)
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "max_seq_len" in failure.event_specific_data.error.message
 
 
 def test_champion_rule():
