@@ -28,7 +28,8 @@ def mlflow_run_url(home: RosieHome, run_id: str) -> str:
 
 
 def loss_curve_markdown(home: RosieHome, run_id: str, png_path: Path) -> str:
-    """The run's loss (and validation loss) as a PNG saved beside the model and inlined as markdown."""
+    """The run's loss (and validation loss) as a PNG saved beside the model, logged to the MLflow run
+    (``plots/``, where the MLflow UI shows it) and inlined as markdown for the asset's metadata."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,4 +52,5 @@ def loss_curve_markdown(home: RosieHome, run_id: str, png_path: Path) -> str:
     plt.close(figure)
     png_path.parent.mkdir(parents=True, exist_ok=True)
     png_path.write_bytes(buffer.getvalue())
+    client.log_artifact(run_id, str(png_path), artifact_path="plots")
     return f"![loss curve](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})\n\n`{png_path}`"

@@ -76,6 +76,9 @@ def test_whole_graph_trains_evaluates_and_registers(trained):
     version = mlflow.MlflowClient().get_model_version_by_alias("rosie", "champion")
     assert version.tags["approach"] == "scratch" and "data.dialogue-personality-train" in version.tags
     assert version.tags["git_commit"]
+    run = mlflow.search_runs(experiment_names=["rosie-personality"], output_format="list")[0]
+    assert [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots")] == \
+        ["plots/loss-personality.png"]  # the loss curve, where the MLflow UI shows it
 
 
 def test_the_chat_api_loads_the_champion_and_names_unknown_aliases(trained, monkeypatch):
