@@ -44,14 +44,49 @@ DEMO_PASSES: tuple[tuple[str, dict[str, dict[str, object]]], ...] = (
 )
 
 
+def load_run_config(path: Path) -> dict[str, dict[str, object]]:
+    """Asset config from a YAML or JSON file: the Launchpad's form (``ops: {asset: {config: {...}}}``) or the
+    short one (``asset: {...}``)."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read the run config {path}: {exc}") from exc
+    ops = loaded.get("ops", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(ops, dict) or not all(isinstance(v, dict) for v in ops.values()):
+        raise ValueError(f"{path} is not run config: expected `ops: {{ASSET: {{config: {{...}}}}}}` or `ASSET: {{...}}`")
+    return {name: dict(entry.get("config", entry) if "ops" in loaded else entry) for name, entry in ops.items()}
+
+
 def _run(args: argparse.Namespace, op_config: dict[str, dict[str, object]] | None = None) -> int:
     from dagster_project.definitions import build_definitions
     from dagster_project.headless import prepare_instance, run_selection
 
     home = RosieHome.from_env(args.home)
-    instance = prepare_instance(home)
     defs = build_definitions(str(home.root))
-    print(f"rosie: home {home.root}; materializing {args.selection or 'the whole graph'}", flush=True)
+    selection: object = getattr(args, "selection", None)
+    config = {name: dict(values) for name, values in (op_config or {}).items()}
+    try:
+        if getattr(args, "job", None):  # a named job: its selection and its run config, as the UI launches it
+            jobs = {job.name: job for job in defs.jobs or ()}
+            if args.job not in jobs:
+                raise ValueError(f"no job {args.job!r}; jobs: {', '.join(sorted(jobs))}")
+            if selection:
+                raise ValueError("give a selection or --job, not both")
+            job = jobs[args.job]
+            selection = job.selection
+            for name, entry in ((job.config or {}).get("ops") or {}).items():
+                config.setdefault(name, {}).update(entry.get("config", {}))
+        if getattr(args, "config", None):
+            for name, values in load_run_config(args.config).items():
+                config.setdefault(name, {}).update(values)
+    except ValueError as exc:
+        print(f"rosie: {exc}", file=sys.stderr)
+        return 2
+    instance = prepare_instance(home)
+    print(f"rosie: home {home.root}; materializing {args.job if getattr(args, 'job', None) else selection or 'the whole graph'}",
+          flush=True)
 
     def show(outcome) -> None:  # type: ignore[no-untyped-def]
         where = f"[{outcome.partition}]" if outcome.partition else ""
@@ -60,7 +95,7 @@ def _run(args: argparse.Namespace, op_config: dict[str, dict[str, object]] | Non
         print(f"  {mark} {', '.join(outcome.assets)}{where}  run {outcome.run_id[:8]}{checks}", flush=True)
 
     try:
-        report = run_selection(defs, instance, home, args.selection, on_run=show, op_config=op_config)
+        report = run_selection(defs, instance, home, selection, on_run=show, op_config=config)
     except ValueError as exc:
         print(f"rosie: {exc}", file=sys.stderr)
         return 2
@@ -187,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="materialize the asset graph (or a selection) over landing/")
     run.add_argument("selection", nargs="?", default=None,
                      help="Dagster asset selection, e.g. 'group:ingest' or 'key:cc_documents' (default: all)")
+    run.add_argument("--job", help="run a named job as the UI does (its selection and run config), e.g. "
+                                   "bootstrap_training")
+    run.add_argument("--config", type=Path, help="run config (YAML/JSON) as in the Launchpad: "
+                                                "`ops: {ASSET: {config: {...}}}`, or `ASSET: {...}`")
     run.set_defaults(func=_run)
 
     demo = commands.add_parser("demo", help="land a small real sample and run the whole graph on it")

@@ -101,7 +101,7 @@ def run_selection(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     home: RosieHome,
-    selection: str | None = None,
+    selection: str | dg.AssetSelection | None = None,
     on_run: Callable[[RunOutcome], None] | None = None,
     op_config: dict[str, dict[str, Any]] | None = None,
 ) -> HeadlessReport:
@@ -112,7 +112,8 @@ def run_selection(
     register_landed_partitions(instance, home)
     release_abandoned_runs(instance)
     graph = defs.resolve_asset_graph()
-    asset_selection = dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all()
+    asset_selection = (selection if isinstance(selection, dg.AssetSelection)
+                       else dg.AssetSelection.from_string(selection) if selection else dg.AssetSelection.all())
     selected = asset_selection.resolve(graph)
     if not selected:
         raise ValueError(f"selection {selection!r} matches no asset")

@@ -33,6 +33,20 @@ def test_rosie_run_step_group(home):
     assert again.returncode == 0 and "unchanged since the last run" in again.stderr
 
 
+def test_rosie_run_launches_a_named_job_with_a_run_config_file(home, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("ops:\n  book_documents:\n    config:\n      min_text_chars: 1000000000\n")
+    done = _rosie(home, "run", "--job", "ingest_books", "--config", str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    # the job's selection only, with the file's setting: every book is now too short, and the check says so
+    assert "1 runs succeeded" in done.stdout and "checks failed: book_documents:non_empty" in done.stdout
+    assert not (home.lake / "cc_documents").exists()
+    unknown = _rosie(home, "run", "--job", "no_such_job")
+    assert unknown.returncode == 2 and "bootstrap_training" in unknown.stderr
+    config.write_text("- not run config\n")
+    assert "is not run config" in _rosie(home, "run", "key:book_documents", "--config", str(config)).stderr
+
+
 def test_rosie_run_rejects_an_unknown_selection(home):
     done = _rosie(home, "run", "key:no_such_asset")
     assert done.returncode == 2 and "matches no asset" in done.stderr
