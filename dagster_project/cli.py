@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dagster_project.sizes import BOOTSTRAP_CPU
 from rosie_pipeline.paths import RosieHome
 
 
@@ -25,11 +26,9 @@ DEMO_CONFIG: dict[str, dict[str, object]] = {
     "personality_model": {"steps": 200},
     "rosie_model": {"steps": 200, "lr": 0.002},
 }
-#: The bootstrap approach on the same data: LoRA on SmolLM2-135M-Instruct, sized for about six CPU minutes.
+#: The bootstrap approach on the same data: LoRA on SmolLM2-135M-Instruct, sized for a CPU (the job's CPU sizes).
 DEMO_BOOTSTRAP_CONFIG: dict[str, dict[str, object]] = {
-    "personality_model": {"approach": "bootstrap", "steps": 40, "batch_size": 8, "lr": 0.001, "warmup_steps": 5},
-    "rosie_model": {"approach": "bootstrap", "steps": 30, "batch_size": 8, "lr": 0.001, "warmup_steps": 5,
-                    "replay_share": 0.5},
+    name: {"approach": "bootstrap", **BOOTSTRAP_CPU[name]} for name in ("personality_model", "rosie_model")
 }
 #: Both models are evaluated on the same sets (the scorecard and conversation bits per byte; the likelihood
 #: diagnostics cost the bootstrap model minutes on a CPU); the checks judge the bootstrap one, expected to win here.

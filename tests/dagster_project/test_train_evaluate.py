@@ -160,6 +160,10 @@ def test_the_bootstrap_approach_trains_evaluates_against_scratch_and_registers(t
     assert {defaults[n]["config"]["approach"] for n in ("personality_model", "rosie_model", "model_evaluation")} == {
         "bootstrap"}
     assert defaults["bootstrap_tokenizer"]["config"]["pretrained"] == "smollm2"
+    from dagster_project.sizes import BOOTSTRAP_CPU, BOOTSTRAP_GPU, has_cuda_gpu
+
+    sized = BOOTSTRAP_GPU if has_cuda_gpu() else BOOTSTRAP_CPU  # steps that fit the machine, not hours a phase
+    assert all(defaults[n]["config"]["steps"] == sized[n]["steps"] for n in ("personality_model", "rosie_model"))
     small = {"approach": "bootstrap", "lora_r": 4}
     ops = {"bootstrap_tokenizer": {"pretrained": llama}, "bootstrap_dialogue_shards": TINY["bootstrap_dialogue_shards"],
            "personality_model": {**TINY["personality_model"], **small}, "rosie_model": {**TINY["rosie_model"], **small},
