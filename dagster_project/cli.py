@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -87,6 +88,14 @@ def _run(args: argparse.Namespace, op_config: dict[str, dict[str, object]] | Non
     print(f"rosie: home {home.root}; materializing {args.job if getattr(args, 'job', None) else selection or 'the whole graph'}",
           flush=True)
 
+    began = time.monotonic()
+
+    def started(number: int, total: int, assets: list[str], partition: str | None) -> None:
+        elapsed = int(time.monotonic() - began)
+        where = f"[{partition}]" if partition else ""
+        print(f"  [{number}/{total}] {', '.join(assets)}{where} … ({elapsed // 60}m{elapsed % 60:02d}s so far)",
+              flush=True)
+
     def show(outcome) -> None:  # type: ignore[no-untyped-def]
         where = f"[{outcome.partition}]" if outcome.partition else ""
         mark = "ok  " if outcome.success else "FAIL"
@@ -94,7 +103,7 @@ def _run(args: argparse.Namespace, op_config: dict[str, dict[str, object]] | Non
         print(f"  {mark} {', '.join(outcome.assets)}{where}  run {outcome.run_id[:8]}{checks}", flush=True)
 
     try:
-        report = run_selection(defs, instance, home, selection, on_run=show, op_config=config)
+        report = run_selection(defs, instance, home, selection, on_run=show, op_config=config, on_start=started)
     except ValueError as exc:
         print(f"rosie: {exc}", file=sys.stderr)
         return 2

@@ -104,6 +104,7 @@ def run_selection(
     selection: str | dg.AssetSelection | None = None,
     on_run: Callable[[RunOutcome], None] | None = None,
     op_config: dict[str, dict[str, Any]] | None = None,
+    on_start: Callable[[int, int, list[str], str | None], None] | None = None,
 ) -> HeadlessReport:
     """Materialize ``selection`` (Dagster selection syntax; everything when None) in-process.
 
@@ -120,28 +121,29 @@ def run_selection(
     ordered = [key for key in graph.toposorted_asset_keys if key in selected]
     assets = list(defs.assets or [])
     report = HeadlessReport()
-    for keys, partitions_def in _batches(graph, ordered):
-        partition_keys: list[str | None] = (
-            list(partitions_def.get_partition_keys(dynamic_partitions_store=instance)) if partitions_def else [None]
+    plan = [(keys, partition_key) for keys, partitions_def in _batches(graph, ordered)
+            for partition_key in (list(partitions_def.get_partition_keys(dynamic_partitions_store=instance))
+                                  if partitions_def else [None])]
+    for number, (keys, partition_key) in enumerate(plan, start=1):
+        if on_start is not None:  # "which stage of how many": the runs are known before the first starts
+            on_start(number, len(plan), [k.to_user_string() for k in keys], partition_key)
+        result = dg.materialize(
+            assets,
+            instance=instance,
+            selection=keys,
+            resources=dict(defs.resources or {}),
+            partition_key=partition_key,
+            raise_on_error=False,
+            run_config=_run_config(keys, op_config or {}),
+            tags={RUN_PID_TAG: str(os.getpid())},
         )
-        for partition_key in partition_keys:
-            result = dg.materialize(
-                assets,
-                instance=instance,
-                selection=keys,
-                resources=dict(defs.resources or {}),
-                partition_key=partition_key,
-                raise_on_error=False,
-                run_config=_run_config(keys, op_config or {}),
-                tags={RUN_PID_TAG: str(os.getpid())},
-            )
-            failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations()
-                      if not e.passed]
-            outcome = RunOutcome([k.to_user_string() for k in keys], partition_key, result.success, result.run_id,
-                                 failed)
-            report.outcomes.append(outcome)
-            if on_run is not None:
-                on_run(outcome)
+        failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations()
+                  if not e.passed]
+        outcome = RunOutcome([k.to_user_string() for k in keys], partition_key, result.success, result.run_id,
+                             failed)
+        report.outcomes.append(outcome)
+        if on_run is not None:
+            on_run(outcome)
     return report
 
 

@@ -88,11 +88,13 @@ class Tracker:
         mlflow.log_input(meta, context=context, tags={"rows": str(dataset.rows), "tokens": str(manifest.get("tokens"))})
 
     def log(self, message: str) -> None:
+        """One line to the console, or (under Dagster Pipes) to the run's log: not both, or every line shows twice."""
         if not self.main:
             return
-        print(message, flush=True)
         if self._pipes is not None:
             self._pipes.log.info(message)
+        else:
+            print(message, flush=True)
 
     def metrics(self, values: dict[str, float], step: int) -> None:
         if self.main:

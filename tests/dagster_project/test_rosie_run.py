@@ -21,6 +21,7 @@ def test_rosie_run_step_group(home):
     done = _rosie(home, "run", "group:ingest")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 runs succeeded" in done.stdout
+    assert "[1/3] " in done.stdout and "[3/3] " in done.stdout  # which run of how many, as it starts
     for asset, partition in [("cc_documents", "iana.warc.gz"), ("book_documents", "pg-rosie.txt"),
                              ("reddit_threads", "2023-11")]:
         frame = pl.read_parquet(home.lake / asset / partition / "documents.parquet")
