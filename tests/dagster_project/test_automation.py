@@ -32,3 +32,18 @@ def test_new_data_flows_downstream_through_declarative_automation(home, instance
     # once the dialogue datasets exist, their shards follow (base_model was already handled in the first tick)
     assert {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()
             if after.get_num_requested(k)} == {"dialogue_shards"}
+
+
+def test_automation_rebuilds_nothing_that_is_current(home, instance):
+    """What `rosie demo` leaves behind (materialized outside any sensor) is current: the automation sensor's
+    first tick, when `make ui` starts it, requests nothing."""
+    defs = build_definitions(str(home.root))
+    instance.add_dynamic_partitions("cc_files", ["iana.warc.gz"])
+    assert dg.materialize(defs.assets, selection=["cc_documents"], partition_key="iana.warc.gz", instance=instance,
+                          resources=defs.resources).success
+    assert dg.materialize(defs.assets, selection=["filtered_documents", "deduplicated_documents"], instance=instance,
+                          resources=defs.resources).success
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance,
+                                              evaluation_time=datetime.datetime(2026, 11, 22, tzinfo=datetime.timezone.utc))
+    requested = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys() if first.get_num_requested(k)}
+    assert not requested & {"cc_documents", "filtered_documents", "deduplicated_documents"}
