@@ -118,13 +118,13 @@ def content_words(text: str) -> set[str]:
 
 
 def _damage_reported(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A store damaged after it was opened (a bad page, a vector blob of the wrong size) raises
-    MemoryStoreError naming the file and the fix, not a raw sqlite3 or numpy error."""
+    """A store damaged after it was opened (a bad page, a dropped table) raises MemoryStoreError naming the
+    file and the fix, not a raw sqlite3 error (vector blobs of the wrong size are re-embedded by recall)."""
     @functools.wraps(method)
     def guarded(self: MemoryStore, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except (sqlite3.DatabaseError, ValueError) as exc:
+        except sqlite3.DatabaseError as exc:
             raise MemoryStoreError(f"memory store {self.path} is damaged ({type(exc).__name__}: {exc}); it was "
                                    "left untouched: move it aside to start with an empty memory") from exc
     return guarded
