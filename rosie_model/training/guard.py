@@ -15,6 +15,7 @@ import fcntl
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 #: The environment variable a launcher sets to its own pid.
@@ -36,28 +37,25 @@ def _alive(pid: int) -> bool:  # rosie_pipeline.atomic.process_alive; rosie_mode
     return True
 
 
-def exit_with(pid: int | None = None) -> threading.Thread | None:
-    """Watch ``pid`` (default: ``$ROSIE_EXIT_WITH``); SIGTERM this process when it is gone."""
-    if pid is None:
-        named = os.environ.get(EXIT_WITH, "")
-        if not named.isdigit():
-            return None
-        pid = int(named)
+def exit_with() -> threading.Thread | None:
+    """Watch the process named in ``$ROSIE_EXIT_WITH`` (nothing when unset); SIGTERM this one when it is gone."""
+    named = os.environ.get(EXIT_WITH, "")
+    if not named.isdigit():
+        return None
+    launcher = int(named)
 
     def watch() -> None:
-        stopped = threading.Event()
-        while not stopped.wait(POLL_S):
-            if not _alive(pid):
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
+        while _alive(launcher):
+            time.sleep(POLL_S)
+        os.kill(os.getpid(), signal.SIGTERM)
 
-    thread = threading.Thread(target=watch, name=f"exit-with-{pid}", daemon=True)
+    thread = threading.Thread(target=watch, name=f"exit-with-{launcher}", daemon=True)
     thread.start()
     return thread
 
 
 class WriterLock:
-    """Held from construction until the process ends (or :meth:`release`)."""
+    """Held from construction until the process ends."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,9 +70,3 @@ class WriterLock:
                              f"or stop it (kill {holder}), then run again") from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = -1
