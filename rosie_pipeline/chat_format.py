@@ -174,13 +174,12 @@ class Piece(NamedTuple):
 
 def _filled(pattern: str, field: str, value: str, rosie: bool = False) -> list[Piece]:
     before, _, after = pattern.partition("{" + field + "}")
-    pieces = [Piece(before, rosie), Piece(value, rosie, written=True), Piece(after, rosie)]
-    return [p for p in pieces if p.text]
+    return [Piece(before, rosie), Piece(value, rosie, written=True), Piece(after, rosie)]
 
 
 def render_segments(turns: list[Turn], memory: list[str] | None = None, add_generation_prompt: bool = False,
                     fmt: ChatFormat = ROSIE_FORMAT) -> list[Piece]:
-    """The rendered text as pieces, in order (see :class:`Piece`)."""
+    """The rendered text as pieces, in order (see :class:`Piece`); empty ones left out."""
     pieces: list[Piece] = []
     for turn in turns:
         if turn.role == "system":
@@ -192,8 +191,7 @@ def render_segments(turns: list[Turn], memory: list[str] | None = None, add_gene
         elif turn.role == "event":
             pieces.append(Piece(fmt.event.format(event=turn.text, action=EVENT_ACTIONS[turn.text])))
         else:
-            if fmt.rosie_open:
-                pieces.append(Piece(fmt.rosie_open))
+            pieces.append(Piece(fmt.rosie_open))
             pieces.append(Piece(f"{emotion_token(turn.emotion or 'neutral')}{fmt.reply_start}", rosie=True))
             pieces += _filled("{text}" + fmt.rosie_close, "text", turn.text, rosie=True)
     pieces.append(Piece(fmt.rosie_open) if add_generation_prompt else Piece(EOS))
