@@ -77,12 +77,8 @@ def wide_encoding(head: bytes) -> str | None:
 
 
 def detect_encoding(path: Path, declared: str | None, fallbacks: tuple[str, ...]) -> str:
-    """UTF-16/32 by BOM or NUL pattern, else UTF-8 when the whole file decodes as UTF-8 (checked
-    incrementally), else the header's declared charset, else the first fallback."""
-    with open(path, "rb") as fh:
-        wide = wide_encoding(fh.read(1 << 16))
-    if wide:
-        return wide
+    """For a byte-oriented file (:func:`wide_encoding` found none): UTF-8 when the whole file decodes as
+    UTF-8 (checked incrementally), else the header's declared charset, else the first fallback."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         with open(path, "rb") as fh:
