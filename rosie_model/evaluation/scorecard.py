@@ -94,12 +94,12 @@ def run_scorecard(loaded: LoadedRosie, card: dict[str, Any], options: SamplingOp
     with tempfile.TemporaryDirectory(prefix="rosie-scorecard-") as scratch:
         rosie = Rosie(loaded, options, Path(scratch) / "memory.sqlite")
 
-        def ask(measure: str, messages: list[dict[str, Any]], passed: Callable[[Reply], bool], user: str | None = None,
-                event: str | None = None) -> None:
+        def ask(measure: str, messages: list[dict[str, Any]], passed: Callable[[Reply, Fluency], bool],
+                user: str | None = None, event: str | None = None) -> None:
             reply = rosie.reply(messages, event=event, user_id=user)
             fluency = Fluency.of(reply)
             rows.append({"measure": measure, "prompt": f"<{event}>" if event else messages[-1]["content"],
-                         "reply": reply.text, "emotion": reply.emotion, "passed": bool(passed(reply)),
+                         "reply": reply.text, "emotion": reply.emotion, "passed": bool(passed(reply, fluency)),
                          "fluent": fluency.ok, "leaked": fluency.leaked, "memories": list(reply.memories)})
             if progress and len(rows) % 10 == 0:
                 progress(f"scorecard: {len(rows)} replies")
@@ -107,18 +107,18 @@ def run_scorecard(loaded: LoadedRosie, card: dict[str, Any], options: SamplingOp
         try:
             for question in card.get("persona", []):
                 ask("persona", [{"role": "user", "content": question}],
-                    lambda r: mentions(r.text, ["Rosie"]) and in_character(r.text))
+                    lambda r, _: mentions(r.text, ["Rosie"]) and in_character(r.text))
             for item in card.get("knowledge", []):
-                ask("knowledge", [{"role": "user", "content": item["q"]}], lambda r, a=item["answers"]: mentions(r.text, a))
+                ask("knowledge", [{"role": "user", "content": item["q"]}], lambda r, _, a=item["answers"]: mentions(r.text, a))
             for n, item in enumerate(card.get("memory", [])):
                 user = f"scorecard-{n}"
                 rosie.reply([{"role": "user", "content": item["tell"]}], user_id=user)   # the first conversation
                 ask("memory", [{"role": "user", "content": item["ask"]}],                # a new one
-                    lambda r, a=item["answers"]: mentions(r.text, a), user=user)
+                    lambda r, _, a=item["answers"]: mentions(r.text, a), user=user)
             for item in card.get("emotion", []):
-                ask("emotion_fit", [{"role": "user", "content": item["say"]}], lambda r, f=item["fits"]: r.emotion in f)
+                ask("emotion_fit", [{"role": "user", "content": item["say"]}], lambda r, _, fits=item["fits"]: r.emotion in fits)
             for event in rosie.events if events else ():
-                ask("events", [], lambda r: Fluency.of(r).ok and in_character(r.text)
+                ask("events", [], lambda r, fluency: fluency.ok and in_character(r.text)
                     and len(words(r.text)) <= EVENT_MAX_WORDS, event=event)
         finally:
             rosie.close()

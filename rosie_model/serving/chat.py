@@ -224,7 +224,7 @@ class Rosie:
             system = [{"role": "system", "content": self.loaded.system_prompt}]
         turns = [m for m in messages if m["role"] != "system"]
         in_context = memories if not self.loaded.model.config.memory_layers else None
-        room = self.loaded.model.config.max_seq_len - max_new_tokens - 1 - len(self.loaded.reply_start_ids)
+        room = self.loaded.prompt_room(max_new_tokens)
         try:
             ids = self.loaded.render(system + turns, in_context)
             while len(ids) > room and len(turns) > 1:

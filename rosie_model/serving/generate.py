@@ -178,6 +178,10 @@ class LoadedRosie:
                 ids += self.encode_text(held[int(part)])
         return ids
 
+    def prompt_room(self, max_new_tokens: int) -> int:
+        """Tokens a prompt may take: the context less the reply, her emotion token and what follows it."""
+        return self.model.config.max_seq_len - max_new_tokens - 1 - len(self.reply_start_ids)
+
     def text_of(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
@@ -249,7 +253,7 @@ class ReplyDecoder:
         model, device = rosie.model, rosie.device
         limit = model.config.max_seq_len
         self.after_emotion = rosie.reply_start_ids
-        room = limit - options.max_new_tokens - 1 - len(self.after_emotion)  # the emotion token takes one place
+        room = rosie.prompt_room(options.max_new_tokens)
         if room < 1:
             raise ValueError(f"max_new_tokens {options.max_new_tokens} leaves no room for a prompt in the "
                              f"model's context of {limit}")
