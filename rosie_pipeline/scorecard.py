@@ -47,14 +47,17 @@ def held_out_prompts() -> frozenset[str]:
     return frozenset(normalize(p) for p in prompts)
 
 
+def asks_held_out(message: str) -> bool:
+    """Whether a user message is one of the scorecard's prompts, in any wording :func:`normalize` folds."""
+    return normalize(message) in held_out_prompts()
+
+
 def is_held_out(turns: Iterable[Turn]) -> bool:
     """Whether any user turn of a dialogue is one of the scorecard's prompts."""
-    held_out = held_out_prompts()
-    return any(t.role == "user" and normalize(t.text) in held_out for t in turns)
+    return any(t.role == "user" and asks_held_out(t.text) for t in turns)
 
 
 def leaked_dialogues(dialogue_tables: list[Path]) -> int:
     """How many dialogues of ``dialogue_tables`` ask one of the scorecard's prompts (the check wants none)."""
-    held_out = held_out_prompts()
-    return sum(any(t["speaker"] == "user" and normalize(t["text"]) in held_out for t in row["turns"])
+    return sum(any(t["speaker"] == "user" and asks_held_out(t["text"]) for t in row["turns"])
                for path in dialogue_tables if path.exists() for row in iter_rows(path, columns=["turns"]))

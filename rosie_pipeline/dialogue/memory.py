@@ -17,7 +17,7 @@ from rosie_pipeline.chat_format import Turn
 from rosie_pipeline.dialogue.importers import Imported
 from rosie_pipeline.dialogue.personality import NAMES
 from rosie_pipeline.dialogue.schema import make_dialogue, split_for
-from rosie_pipeline.scorecard import held_out_prompts, normalize
+from rosie_pipeline.scorecard import asks_held_out
 
 SOURCE = "memory"
 ANIMALS = ("cat", "dog", "rabbit", "parrot", "hamster", "turtle", "goldfish", "lizard")
@@ -103,7 +103,7 @@ def memory_dialogues(system_prompt: str, distractors: list[Imported], count: int
         facts: list[Fact] = []
         while len(facts) < rng.randint(1, max_facts):
             fact = random_fact(rng)
-            if normalize(fact.question) in held_out_prompts():  # the scorecard asks that one
+            if asks_held_out(fact.question):  # the scorecard asks that one
                 continue
             if all(f.memory.split(" ")[:3] != fact.memory.split(" ")[:3] for f in facts):  # one fact per kind
                 facts.append(fact)

@@ -20,7 +20,7 @@ import yaml
 from rosie_pipeline.chat_format import ROSIE_SYSTEM_PROMPT, Turn
 from rosie_pipeline.curate.dedup import DedupIndex, DedupOptions
 from rosie_pipeline.dialogue.schema import content_hash, make_dialogue, split_for
-from rosie_pipeline.scorecard import held_out_prompts, is_held_out, normalize
+from rosie_pipeline.scorecard import asks_held_out, is_held_out
 
 SOURCE = "rosie_seed"
 
@@ -199,7 +199,7 @@ class PersonalityGenerator:
         if kind == 0:
             a, b = self.rng.randint(1, 12), self.rng.randint(1, 12)
             op, value = self.rng.choice((("plus", a + b), ("minus", a - b), ("times", a * b)))
-            if normalize(f"What is {a} {op} {b}?") in held_out_prompts():  # a scorecard sum, in any wording
+            if asks_held_out(f"What is {a} {op} {b}?"):  # a scorecard sum, in any wording
                 a, op, value = a + 12, "plus", a + 12 + b
             user = self.rng.choice(("What's {a} {op} {b}?", "Can you tell me {a} {op} {b}?", "Quick: {a} {op} {b}?"))
             return Exchange("help", (Turn("user", user.format(a=a, op=op, b=b)),
