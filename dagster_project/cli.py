@@ -10,13 +10,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from dagster_project.sizes import BOOTSTRAP_CPU
 from rosie_pipeline.paths import RosieHome
 
 
 #: Sizes that suit the demo's small sample on a 2-core CPU: a small vocabulary, short rows, a larger
-#: validation share, and the tiny preset trained for a few minutes in all.
-DEMO_CONFIG: dict[str, dict[str, object]] = {
+#: validation share, and the tiny preset trained for a few minutes in all (the bootstrap phases take the
+#: sizes for this machine). ``rosie demo`` writes them into the home's settings.yaml, so that `rosie run`,
+#: automation and the UI go on building with them.
+DEMO_SETTINGS: dict[str, dict[str, object]] = {
     "rosie_tokenizer": {"vocab_size": 4096},
     "pretrain_shards": {"seq_len": 128, "val_permille": 200},
     "personality_dialogues": {"target": 3000, "chitchat_limit": 500},
@@ -26,47 +27,25 @@ DEMO_CONFIG: dict[str, dict[str, object]] = {
     "base_model": {"steps": 60},
     "personality_model": {"steps": 200},
     "rosie_model": {"steps": 200, "lr": 0.002},
+    # held-out documents are the pretrain shards' validation share
+    "model_evaluation": {"val_permille": 200},
+    "bootstrap_evaluation": {"val_permille": 200},
 }
-#: The bootstrap approach on the same data: LoRA on SmolLM2-135M-Instruct, sized for a CPU (the job's CPU sizes).
-DEMO_BOOTSTRAP_CONFIG: dict[str, dict[str, object]] = {
-    name: {"approach": "bootstrap", **BOOTSTRAP_CPU[name]} for name in ("personality_model", "rosie_model")
-}
-#: Both models are evaluated on the same sets (the scorecard and conversation bits per byte; the likelihood
-#: diagnostics cost the bootstrap model minutes on a CPU); the checks judge the bootstrap one, expected to win here.
-DEMO_EVALUATION_CONFIG: dict[str, dict[str, object]] = {
-    "model_evaluation": {"val_permille": 200, "approach": "bootstrap", "compare": True, "diagnostics": False},
-}
-#: The demo's passes: (what they materialize, with which settings).
-DEMO_PASSES: tuple[tuple[str, dict[str, dict[str, object]]], ...] = (
-    ("not group:evaluate", DEMO_CONFIG),
-    ("key:personality_model or key:rosie_model", DEMO_BOOTSTRAP_CONFIG),
-    ("group:evaluate", DEMO_EVALUATION_CONFIG),
-)
 
 
-def load_run_config(path: Path) -> dict[str, dict[str, object]]:
-    """Asset config from a YAML or JSON file: the Launchpad's form (``ops: {asset: {config: {...}}}``) or the
-    short one (``asset: {...}``)."""
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"cannot read the run config {path}: {exc}") from exc
-    ops = loaded.get("ops", loaded) if isinstance(loaded, dict) else None
-    if not isinstance(ops, dict) or not all(isinstance(v, dict) for v in ops.values()):
-        raise ValueError(f"{path} is not run config: expected `ops: {{ASSET: {{config: {{...}}}}}}` or `ASSET: {{...}}`")
-    return {name: dict(entry.get("config", entry) if "ops" in loaded else entry) for name, entry in ops.items()}
-
-
-def _run(args: argparse.Namespace, op_config: dict[str, dict[str, object]] | None = None) -> int:
+def _run(args: argparse.Namespace) -> int:
     from dagster_project.definitions import build_definitions
     from dagster_project.headless import prepare_instance, run_selection
+    from dagster_project.settings import SettingsError, load_run_config
 
     home = RosieHome.from_env(args.home)
-    defs = build_definitions(str(home.root))
+    try:
+        defs = build_definitions(str(home.root))
+    except SettingsError as exc:
+        print(f"rosie: {exc}", file=sys.stderr)
+        return 2
     selection: object = getattr(args, "selection", None)
-    config = {name: dict(values) for name, values in (op_config or {}).items()}
+    config: dict[str, dict[str, object]] = {}
     try:
         if getattr(args, "job", None):  # a named job: its selection and its run config, as the UI launches it
             jobs = {job.name: job for job in defs.jobs or ()}
@@ -121,29 +100,28 @@ def _run(args: argparse.Namespace, op_config: dict[str, dict[str, object]] | Non
 def _demo(args: argparse.Namespace) -> int:
     import shutil
 
+    from dagster_project.settings import remember_settings
     from rosie_pipeline.samples import PYWB_DEMO_WARCS, pywb_sample_warcs
 
     home = RosieHome.from_env(args.home)
     home.create_layout()
     print("rosie demo: landing a small real sample (pywb's WARC captures from PyPI; conversations from the "
-          "chitchat-dataset package), running the whole graph with the tiny preset on CPU, then the bootstrap "
-          "approach (LoRA on SmolLM2-135M-Instruct), and evaluating and registering both", flush=True)
+          "chitchat-dataset package), running the whole graph on CPU: Rosie's own model (the tiny preset) "
+          "and the bootstrap approach (LoRA on SmolLM2-135M-Instruct), each evaluated and registered", flush=True)
     warcs = pywb_sample_warcs()
     for name in PYWB_DEMO_WARCS:
         target = home.landing_dir("common_crawl") / name
         if not target.exists():
             shutil.copy(warcs / name, target)
-    status = 0
-    for selection, config in DEMO_PASSES:
-        status = _run(argparse.Namespace(home=args.home, selection=selection), config)
-        if status != 0:
-            break
+    print(f"rosie demo: the demo's settings go into {remember_settings(home, DEMO_SETTINGS)}", flush=True)
+    status = _run(argparse.Namespace(home=args.home, selection=None))
     if status == 0:
         print(
             "rosie demo: done.\n"
             f"  models:      {home.models / 'rosie_model'} (scratch), {home.models / 'rosie_bootstrap'} (bootstrap); "
             "the better one is models:/rosie@champion\n"
-            f"  evaluation:  {home.lake / 'model_evaluation' / 'results.json'}\n"
+            f"  evaluation:  {home.lake / 'scorecard_comparison' / 'comparison.md'} (both scorecards; every number in "
+            f"{home.lake / 'model_evaluation' / 'results.json'} and {home.lake / 'bootstrap_evaluation' / 'results.json'})\n"
             "  talk to her: `rosie chat`\n"
             f"  curation:    {home.lake / 'curation_report' / 'report.md'}\n"
             "  look around: `make ui` (Dagster on http://127.0.0.1:3000, MLflow on http://127.0.0.1:5000)\n"

@@ -2,8 +2,9 @@
 
 Automation: the landing sensor and the nightly refresh schedules ingest new files; from there,
 declarative automation (the ``rosie_automation`` sensor) carries the change downstream in one go:
-curation, dedup, tokenizer and shards (each redoes only what changed), then the three training phases,
-evaluation and registration. A stage runs when one of its inputs was updated since it last ran and none
+curation, dedup, tokenizer and shards (each redoes only what changed), then each approach's training
+phases, evaluation and registration, with the settings the home was built with (settings.py). A stage runs
+when one of its inputs was updated since it last ran and none
 is in progress; stages whose inputs are all unpartitioned also wait until every input exists. Training
 runs in the ``gpu`` pool (limit 1), so they queue. With the refresh at 03:00, retraining is nightly.
 """
@@ -20,6 +21,9 @@ from dagster_project.jobs import INGEST_JOBS, bootstrap_training_job
 from dagster_project.resources import RosieHomeResource
 from dagster_project.schedules import DATA_REFRESH_SCHEDULES
 from dagster_project.sensors import landing_sensor
+from dagster_project.settings import home_settings, settings_path, with_settings
+from dagster_project.sizes import machine_sizes
+from rosie_pipeline.paths import RosieHome
 
 #: Every stage downstream of ingestion refreshes when its inputs change.
 AUTOMATED_ASSETS = [*CURATE_ASSETS, *DIALOGUE_ASSETS, *TOKENIZE_ASSETS, *TRAIN_ASSETS, *EVALUATE_ASSETS]
@@ -50,10 +54,14 @@ def _refresh_condition(asset: dg.AssetsDefinition) -> dg.AutomationCondition:
 
 
 def build_definitions(home: str = "") -> dg.Definitions:
-    """All of Rosie's assets, checks, sensors and schedules, rooted at ``home`` (default ``$ROSIE_HOME``)."""
+    """All of Rosie's assets, checks, sensors and schedules, rooted at ``home`` (default ``$ROSIE_HOME``), with
+    the settings this machine and the home's settings.yaml give as each asset's config defaults."""
     automated = [asset.with_attributes(automation_condition=_refresh_condition(asset)) for asset in AUTOMATED_ASSETS]
+    assets = with_settings([*INGEST_ASSETS, *automated], machine_sizes(), "the sizes for this machine")
+    rosie_home = RosieHome.from_env(home)
+    assets = with_settings(assets, home_settings(rosie_home), str(settings_path(rosie_home)))
     return dg.Definitions(
-        assets=[*INGEST_ASSETS, *automated],
+        assets=assets,
         jobs=[*INGEST_JOBS.values(), bootstrap_training_job],
         sensors=[landing_sensor, automation],
         schedules=DATA_REFRESH_SCHEDULES,

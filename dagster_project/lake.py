@@ -16,6 +16,9 @@ from rosie_pipeline.step import committed_outputs
 from rosie_pipeline.tokenize.build import TokenizerInputs, deduplicated_files, dialogue_candidate_files
 
 APPROACHES = ("scratch", "bootstrap")
+#: Each approach's evaluation and registration assets (each approach has its own assets from its tokenizer on).
+EVALUATION_ASSET = {"scratch": "model_evaluation", "bootstrap": "bootstrap_evaluation"}
+REGISTRATION_ASSET = {"scratch": "registered_model", "bootstrap": "bootstrap_registered_model"}
 #: Which dialogue assets feed which training phase's shards (DESIGN: phase 2 personality, phase 3 emotion + memory).
 PHASE_DIALOGUES = {"personality": ("personality_dialogues",), "emotion_memory": ("emotion_dialogues", "memory_dialogues")}
 #: The model-folder file that says a model finished its last phase (rosie_model.core.layout writes it; the
@@ -70,6 +73,10 @@ class Lake:
 
     def model_dir(self, approach: str) -> Path:
         return self.home.models / ("rosie_model" if approach == "scratch" else "rosie_bootstrap")
+
+    def evaluation(self, approach: str) -> Path:
+        """The folder of the approach's evaluation: its held-out sets and its last good results.json."""
+        return self[EVALUATION_ASSET[approach]]
 
     def trained(self, approach: str) -> bool:
         """Whether the approach's model finished its last phase."""

@@ -7,8 +7,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -88,3 +91,22 @@ def chromium_or_skip() -> str:
             pytest.fail("Chromium is required (ROSIE_REQUIRE_BROWSER is set) but not installed")
         pytest.skip("Chromium not installed (CI installs Debian's chromium)")
     return chromium
+
+
+@contextmanager
+def dagster_dev(env: dict[str, str], cwd: Path) -> Iterator[str]:
+    """``dagster dev`` on this workspace with ``env`` (DAGSTER_HOME, ROSIE_HOME); yields its base URL once it
+    answers, stops the whole process group after."""
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).with_name("dagster")), "dev", "-w", "workspace.yaml",
+                               "-h", "127.0.0.1", "-p", str(port)], cwd=cwd, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/server_info", 240)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)

@@ -6,16 +6,16 @@ failed or killed trainer fails the asset. Re-materializing resumes from the last
 are unchanged and starts the phase afresh when they changed: the trainer decides, from the digest of its
 settings, data, tokenizer and starting weights that it keeps with each checkpoint.
 
-``approach: bootstrap`` adapts a pretrained model with LoRA instead (models/rosie_bootstrap): base_model
-has nothing to train, and the dialogue phases train on bootstrap_dialogue_shards, the same dialogues in the
+The bootstrap approach has its own assets: bootstrap_personality_model -> bootstrap_rosie_model adapt a
+pretrained model with LoRA (models/rosie_bootstrap) on bootstrap_dialogue_shards, the same dialogues in the
 ids of bootstrap_tokenizer (the pretrained tokenizer with Rosie's tokens), facts rendered as ``<|memory|>``
-lines, through the same engine.
+lines, through the same engine. There is no base phase on that path: the pretrained model is its base.
 """
 
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 
@@ -39,12 +39,6 @@ class TrainPhaseConfig(dg.Config):
     max_seq_len: int = 256
     dtype: str = "auto"
     gradient_checkpointing: bool = False
-    approach: Literal["scratch", "bootstrap"] = "scratch"
-    """scratch: Rosie's own transformer; bootstrap: the pretrained model of bootstrap_tokenizer, fine-tuned with
-    LoRA on bootstrap_dialogue_shards (no base phase)."""
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
     replay_share: float = 0.25
     """rosie_model: share of each batch drawn from the personality dialogues, so phase 3 keeps her style."""
     gpus: int | None = None
@@ -54,30 +48,45 @@ class TrainPhaseConfig(dg.Config):
     when the inputs are unchanged and starts afresh when they changed)."""
 
 
+class BootstrapPhaseConfig(TrainPhaseConfig):
+    """A bootstrap phase: LoRA on the top layers of the pretrained model bootstrap_tokenizer was made from
+    (the defaults are sized for this machine: dagster_project/sizes.py)."""
+
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+
+
 @dataclass(frozen=True)
 class Phase:
     asset_name: str
-    phase: str
-    data: str  # the shard asset: pretrain_shards, or dialogue_shards (bootstrap_dialogue_shards on that path)
+    approach: str  # scratch or bootstrap: which tokenizer, shards and model folder
+    phase: str  # base reads pretrain_shards; the dialogue phases read the approach's dialogue shards
     train_split: str  # relative to the shard asset's folder
     val_split: str | None
     replay_split: str | None = None  # rehearsed in every batch (replay_share) so the previous phase is kept
 
+    def shard_root(self, lake: Lake) -> Path:
+        return lake["pretrain_shards"] if self.phase == "base" else lake.dialogue_shards(self.approach)
+
+
+def _dialogue_phases(prefix: str, approach: str) -> dict[str, Phase]:
+    return {
+        f"{prefix}personality_model": Phase(f"{prefix}personality_model", approach, "personality",
+                                            "personality/train", "personality/val"),
+        f"{prefix}rosie_model": Phase(f"{prefix}rosie_model", approach, "emotion_memory", "emotion_memory/train",
+                                      "emotion_memory/val", "personality/train"),
+    }
+
 
 PHASES = {
-    "base_model": Phase("base_model", "base", "pretrain_shards", "train", "val"),
-    "personality_model": Phase("personality_model", "personality", "dialogue_shards", "personality/train",
-                               "personality/val"),
-    "rosie_model": Phase("rosie_model", "emotion_memory", "dialogue_shards", "emotion_memory/train",
-                         "emotion_memory/val", "personality/train"),
+    "base_model": Phase("base_model", "scratch", "base", "train", "val"),
+    **_dialogue_phases("", "scratch"),
+    **_dialogue_phases("bootstrap_", "bootstrap"),
 }
 
 
-def shard_root(lake: Lake, phase: Phase, approach: str) -> Path:
-    return lake.dialogue_shards(approach) if phase.data == "dialogue_shards" else lake[phase.data]
-
-
-def bootstrap_settings(lake: Lake, config: TrainPhaseConfig) -> dict[str, Any]:
+def bootstrap_settings(lake: Lake, config: BootstrapPhaseConfig) -> dict[str, Any]:
     """The trainer's bootstrap settings; the pretrained model is the one bootstrap_tokenizer was made from."""
     tokenizer_config = read_json(lake.tokenizer("bootstrap") / "tokenizer_config.json")
     if not tokenizer_config or not tokenizer_config.get("rosie_pretrained"):
@@ -107,17 +116,14 @@ def _split_or_none(root: Path, relative: str | None) -> str | None:
 def run_phase(context: dg.AssetExecutionContext, config: TrainPhaseConfig, rosie: RosieHomeResource,
               pipes: dg.PipesSubprocessClient, phase: Phase) -> dg.MaterializeResult:
     home, lake = rosie.home, rosie.lake
-    out_dir, root = lake.model_dir(config.approach), shard_root(lake, phase, config.approach)
-    if config.approach == "bootstrap" and phase.phase == "base":
-        context.log.info("approach bootstrap starts from a pretrained model: no base phase to train")
-        return dg.MaterializeResult(metadata={"approach": "bootstrap", "trained": False})
-    approach_settings = bootstrap_settings(lake, config) if config.approach == "bootstrap" else {}
+    out_dir, root = lake.model_dir(phase.approach), phase.shard_root(lake)
+    approach_settings = bootstrap_settings(lake, config) if isinstance(config, BootstrapPhaseConfig) else {}
     train_split = _split_or_none(root, phase.train_split)
     if train_split is None:
         raise dg.Failure(f"no training rows in {root / phase.train_split}: materialize the data assets first")
     settings = {
         "phase": phase.phase, "train_data": train_split, "val_data": _split_or_none(root, phase.val_split),
-        "tokenizer": str(lake.tokenizer(config.approach)), "out_dir": str(out_dir), "preset": config.preset,
+        "tokenizer": str(lake.tokenizer(phase.approach)), "out_dir": str(out_dir), "preset": config.preset,
         **approach_settings, "model_overrides": {"max_seq_len": config.max_seq_len}, "steps": config.steps,
         "batch_size": config.batch_size, "grad_accum": config.grad_accum, "lr": config.lr,
         "warmup_steps": config.warmup_steps, "dtype": config.dtype,
@@ -140,20 +146,22 @@ def run_phase(context: dg.AssetExecutionContext, config: TrainPhaseConfig, rosie
     if run_id:
         metadata["mlflow_run"] = dg.MetadataValue.url(mlflow_run_url(home, str(run_id)))
         metadata["loss_curve"] = dg.MetadataValue.md(loss_curve_markdown(home, str(run_id), out_dir / f"loss-{phase.phase}.png"))
-    return dg.MaterializeResult(metadata={"approach": config.approach, **metadata})
+    return dg.MaterializeResult(metadata={"approach": phase.approach, **metadata})
 
 
 def _train_asset(phase: Phase, deps: list[Any]) -> dg.AssetsDefinition:
+    config_type = BootstrapPhaseConfig if phase.approach == "bootstrap" else TrainPhaseConfig
+
     @dg.asset(
         name=phase.asset_name,
         group_name="train",
         deps=deps,
         pool="gpu",
         kinds={"pytorch", "mlflow"},
-        description=f"Training phase '{phase.phase}' of rosie_model's engine, launched through Dagster Pipes; "
-        "re-materializing resumes when its inputs are unchanged.",
+        description=f"Training phase '{phase.phase}' of the {phase.approach} model, in rosie_model's engine launched "
+        "through Dagster Pipes; re-materializing resumes when its inputs are unchanged.",
     )
-    def train_phase(context: dg.AssetExecutionContext, config: TrainPhaseConfig, rosie: RosieHomeResource,
+    def train_phase(context: dg.AssetExecutionContext, config: config_type, rosie: RosieHomeResource,  # type: ignore[valid-type]
                     pipes: dg.PipesSubprocessClient) -> dg.MaterializeResult:
         return run_phase(context, config, rosie, pipes, phase)
 
@@ -161,7 +169,12 @@ def _train_asset(phase: Phase, deps: list[Any]) -> dg.AssetsDefinition:
 
 
 base_model = _train_asset(PHASES["base_model"], [pretrain_shards])
-personality_model = _train_asset(PHASES["personality_model"], [base_model, dialogue_shards, bootstrap_dialogue_shards])
-rosie_model = _train_asset(PHASES["rosie_model"], [personality_model, dialogue_shards, bootstrap_dialogue_shards])
+personality_model = _train_asset(PHASES["personality_model"], [base_model, dialogue_shards])
+rosie_model = _train_asset(PHASES["rosie_model"], [personality_model, dialogue_shards])
+bootstrap_personality_model = _train_asset(PHASES["bootstrap_personality_model"], [bootstrap_dialogue_shards])
+bootstrap_rosie_model = _train_asset(PHASES["bootstrap_rosie_model"], [bootstrap_personality_model,
+                                                                      bootstrap_dialogue_shards])
 
-TRAIN_ASSETS = [base_model, personality_model, rosie_model]
+TRAIN_ASSETS = [base_model, personality_model, rosie_model, bootstrap_personality_model, bootstrap_rosie_model]
+#: The last phase of each approach: what its evaluation reads.
+FINAL_PHASE = {"scratch": rosie_model, "bootstrap": bootstrap_rosie_model}

@@ -39,3 +39,12 @@ def pipes_session() -> Iterator[Any]:
 
     with open_dagster_pipes() as pipes:
         yield pipes
+
+
+def time_left(done: int, total: int, elapsed_s: float) -> str:
+    """``~3m05s left`` at the pace so far (one estimate for every long loop's log lines); empty before the
+    first unit is done, when there is no pace to go by."""
+    if done <= 0 or total <= done:
+        return ""
+    left = round(elapsed_s / done * (total - done))
+    return f"~{left // 60}m{left % 60:02d}s left"

@@ -20,11 +20,13 @@ from __future__ import annotations
 import dataclasses
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rosie_model.core.reporting import time_left
 from rosie_model.serving.chat import Reply, Rosie
 from rosie_model.serving.generate import LoadedRosie, SamplingOptions
 
@@ -93,6 +95,9 @@ def run_scorecard(loaded: LoadedRosie, card: dict[str, Any], options: SamplingOp
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rosie-scorecard-") as scratch:
         rosie = Rosie(loaded, options, Path(scratch) / "memory.sqlite")
+        total = sum(len(card.get(part, [])) for part in ("persona", "knowledge", "memory", "emotion"))
+        total += len(rosie.events) if events else 0
+        started = time.perf_counter()
 
         def ask(measure: str, messages: list[dict[str, Any]], passed: Callable[[Reply, Fluency], bool],
                 user: str | None = None, event: str | None = None) -> None:
@@ -102,7 +107,8 @@ def run_scorecard(loaded: LoadedRosie, card: dict[str, Any], options: SamplingOp
                          "reply": reply.text, "emotion": reply.emotion, "passed": bool(passed(reply, fluency)),
                          "fluent": fluency.ok, "leaked": fluency.leaked, "memories": list(reply.memories)})
             if progress and len(rows) % 10 == 0:
-                progress(f"scorecard: {len(rows)} replies")
+                left = time_left(len(rows), total, time.perf_counter() - started)
+                progress(f"scorecard: {len(rows)}/{total} replies" + (f", {left}" if left else ""))
 
         try:
             for question in card.get("persona", []):

@@ -37,6 +37,7 @@ from rosie_model.core.checkpoint import list_checkpoints, load_checkpoint, load_
 from rosie_model.core.config import ModelConfig, preset
 from rosie_model.core.layout import ModelFolder
 from rosie_model.core.protocol import RosieCore
+from rosie_model.core.reporting import time_left
 from rosie_model.training.config import Stop, TrainConfig, TrainResult
 from rosie_model.training.data import Position, ShardDataset, mixed_batches, sha256_file, used_width
 from rosie_model.training.guard import WriterLock
@@ -412,8 +413,9 @@ def _train(config: TrainConfig, stop: list[int]) -> TrainResult:
                     metrics["mfu"] = mfu
                 tracker.metrics(metrics, step)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tps:,.0f}")
+                left = time_left(step - start_step, config.steps - start_step, time.perf_counter() - started)
                 tracker.log(f"step {step}/{config.steps} loss {loss:.4f} tokens/s {tps:,.0f}"
-                            + (f" mfu {mfu:.1%}" if mfu is not None else ""))
+                            + (f" mfu {mfu:.1%}" if mfu is not None else "") + (f" {left}" if left else ""))
             if trainer.val_set is not None and (step % config.eval_every == 0 or step == config.steps):
                 val_loss = trainer.evaluate()
                 tracker.metrics({"val_loss": val_loss}, step)

@@ -22,7 +22,8 @@ def test_definitions_load_with_expected_graph():
         "cc_documents", "book_documents", "reddit_threads", "filtered_documents", "deduplicated_documents",
         "curation_report", "rosie_tokenizer", "pretrain_shards", "personality_dialogues", "emotion_dialogues",
         "memory_dialogues", "dialogue_shards", "bootstrap_tokenizer", "bootstrap_dialogue_shards", "base_model",
-        "personality_model", "rosie_model", "model_evaluation", "registered_model"}
+        "personality_model", "rosie_model", "model_evaluation", "registered_model", "bootstrap_personality_model",
+        "bootstrap_rosie_model", "bootstrap_evaluation", "bootstrap_registered_model", "scorecard_comparison"}
     assert {k.name for k in graph.asset_check_keys} == {
         "bad_record_share", "schema", "non_empty", "duplicate_rate", "round_trip", "token_counts", "integrity",
         "no_empty_turns", "label_distribution", "no_leakage", "truncation", "persona", "knowledge", "memory",
@@ -108,14 +109,15 @@ def test_mostly_bad_input_succeeds_with_warning_but_fails_the_check(home, instan
 
 
 def test_schedules_request_only_what_is_not_current(home, instance):
-    context = dg.build_schedule_context(instance=instance, resources={"rosie": RosieHomeResource(path=str(home.root))})
-    schedules = {s.name.removeprefix("data_refresh_"): s for s in DATA_REFRESH_SCHEDULES}
-    assert [r.partition_key for r in schedules["common_crawl"](context)] == ["iana.warc.gz"]
-    assert set(instance.get_dynamic_partitions("cc_files")) == {"iana.warc.gz"}  # registered by the schedule
-    asset = next(a for a in INGEST_ASSETS if a.key.to_user_string() == "cc_documents")
-    assert _materialize(instance, home, asset, "iana.warc.gz").success
-    assert schedules["common_crawl"](context) == []
-    assert [r.partition_key for r in schedules["reddit"](context)] == ["2023-11"]
+    # `with`: the context sets the instance's state storage for what runs inside it, and must unset it after
+    with dg.build_schedule_context(instance=instance, resources={"rosie": RosieHomeResource(path=str(home.root))}) as context:
+        schedules = {s.name.removeprefix("data_refresh_"): s for s in DATA_REFRESH_SCHEDULES}
+        assert [r.partition_key for r in schedules["common_crawl"](context)] == ["iana.warc.gz"]
+        assert set(instance.get_dynamic_partitions("cc_files")) == {"iana.warc.gz"}  # registered by the schedule
+        asset = next(a for a in INGEST_ASSETS if a.key.to_user_string() == "cc_documents")
+        assert _materialize(instance, home, asset, "iana.warc.gz").success
+        assert schedules["common_crawl"](context) == []
+        assert [r.partition_key for r in schedules["reddit"](context)] == ["2023-11"]
 
 
 def test_build_definitions_points_at_a_home(home):

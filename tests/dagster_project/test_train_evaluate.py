@@ -2,15 +2,22 @@
 
 import json
 import os
+import time
+import urllib.request
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from dagster_project.definitions import build_definitions
 from dagster_project.headless import prepare_instance, run_selection
+from dagster_project.settings import remember_settings
 from rosie_pipeline.paths import RosieHome
 from tests.dagster_project.conftest import land_sample
 from tests.pretrained import save_small_llama
+from tests.servers import Browser, chromium_or_skip, dagster_dev
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = {
     "personality_dialogues": {"target": 300, "chitchat_limit": 40},
@@ -23,22 +30,26 @@ TINY = {
     "base_model": {"steps": 4, "batch_size": 4, "max_seq_len": 64},
     "personality_model": {"steps": 6, "batch_size": 4, "max_seq_len": 64},
     "rosie_model": {"steps": 4, "batch_size": 4, "max_seq_len": 64},
+    "bootstrap_personality_model": {"steps": 6, "batch_size": 4, "max_seq_len": 64, "lora_r": 4},
+    "bootstrap_rosie_model": {"steps": 4, "batch_size": 4, "max_seq_len": 64, "lora_r": 4},
     "model_evaluation": {"val_permille": 300, "max_rows": 64},
+    "bootstrap_evaluation": {"val_permille": 300, "max_rows": 64, "diagnostics": True},
 }
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """The whole graph, once for this module: (definitions, run report, home, instance)."""
+    """The whole graph, both approaches, once for this module, built with tiny settings that the home
+    remembers (its settings.yaml, as `rosie demo` leaves it): (definitions, run report, home, instance)."""
     saved = {k: os.environ.pop(k, None) for k in ("DAGSTER_HOME", "ROSIE_HOME", "MLFLOW_TRACKING_URI")}
     home = RosieHome.from_env(tmp_path_factory.mktemp("graph") / "rosie")
     land_sample(home)
+    llama = save_small_llama(tmp_path_factory.mktemp("pretrained") / "llama")  # what the bootstrap assets adapt
+    remember_settings(home, {**TINY, "bootstrap_tokenizer": {"pretrained": str(llama)}})
     defs = build_definitions(str(home.root))
     instance = prepare_instance(home)
-    llama = save_small_llama(tmp_path_factory.mktemp("llama"))  # what the bootstrap assets adapt
-    op_config = {**TINY, "bootstrap_tokenizer": {"pretrained": str(llama)}}
     try:
-        yield defs, run_selection(defs, instance, home, None, op_config=op_config), home, instance
+        yield defs, run_selection(defs, instance, home, None), home, instance
     finally:
         instance.dispose()
         for key, value in saved.items():
@@ -73,12 +84,68 @@ def test_whole_graph_trains_evaluates_and_registers(trained):
     from rosie_model.core.config import DEFAULT_EMOTIONS
 
     assert set(answer["emotion"]) <= set(DEFAULT_EMOTIONS)
-    version = mlflow.MlflowClient().get_model_version_by_alias("rosie", "champion")
+    registered = json.loads((home.lake / "registered_model" / "registration.json").read_text())
+    version = mlflow.MlflowClient().get_model_version("rosie", registered["version"])
     assert version.tags["approach"] == "scratch" and "data.dialogue-personality-train" in version.tags
     assert version.tags["git_commit"]
     run = mlflow.search_runs(experiment_names=["rosie-personality"], output_format="list")[0]
     assert [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots")] == \
         ["plots/loss-personality.png"]  # the loss curve, where the MLflow UI shows it
+
+
+def _graphql(base: str, query: str) -> dict:
+    request = urllib.request.Request(f"{base}/graphql", data=json.dumps({"query": query}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(request, timeout=60).read())["data"]
+
+
+AUTOMATION_TICKS = """{ sensorOrError(sensorSelector: {repositoryLocationName: "dagster_project.definitions:defs",
+  repositoryName: "__repository__", sensorName: "rosie_automation"}) { __typename
+  ... on Sensor { sensorState { ticks(limit: 5) { status requestedAssetMaterializationCount runIds } } } } }"""
+
+
+def latest_materialization(browser: Browser, url: str) -> str | None:
+    """What an asset's page says under "Latest materialization", once it has loaded."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        lines = browser.text_after(url, ["Latest materialization"], 60).splitlines()
+        if "Latest materialization" in lines:
+            shown = lines[lines.index("Latest materialization") + 1].strip()
+            if shown and not shown.startswith("Loading"):
+                return shown
+        time.sleep(1)
+    return None
+
+
+def test_the_ui_opened_after_the_graph_rebuilds_nothing_and_starts_from_the_homes_settings(trained, tmp_path):
+    """`make ui` on a home the whole graph was built in, as `rosie demo` leaves it: the daemon's automation tick
+    requests nothing, no run starts, the assets' pages show them materialized, and the Launchpad's defaults
+    are the settings the home was built with."""
+    chromium = chromium_or_skip()
+    _, _, home, instance = trained
+    runs_before = {record.dagster_run.run_id for record in instance.get_run_records()}
+    env = {**os.environ, "DAGSTER_HOME": str(home.dagster), "ROSIE_HOME": str(home.root)}
+    with dagster_dev(env, ROOT) as base:
+        deadline, ticks = time.monotonic() + 240, []
+        while time.monotonic() < deadline and not any(t["status"] != "STARTED" for t in ticks):
+            time.sleep(2)  # until the daemon has evaluated the automation sensor once
+            ticks = _graphql(base, AUTOMATION_TICKS)["sensorOrError"].get("sensorState", {}).get("ticks", [])
+        finished = [t for t in ticks if t["status"] != "STARTED"]
+        assert finished, "the automation sensor never ticked"
+        assert all(t["requestedAssetMaterializationCount"] == 0 and not t["runIds"] for t in finished), finished
+        assert {record.dagster_run.run_id for record in instance.get_run_records()} == runs_before
+
+        tokenizer = _graphql(base, '{ assetNodeOrError(assetKey: {path: ["rosie_tokenizer"]}) '
+                                   '{ ... on AssetNode { configField { defaultValueAsJson } } } }')
+        defaults = json.loads(tokenizer["assetNodeOrError"]["configField"]["defaultValueAsJson"])
+        assert defaults["vocab_size"] == TINY["rosie_tokenizer"]["vocab_size"]  # the home's, not the asset's 32000
+
+        browser = Browser(chromium, tmp_path / "profile")
+        try:
+            for asset in ("rosie_tokenizer", "registered_model", "bootstrap_registered_model", "scorecard_comparison"):
+                assert latest_materialization(browser, f"{base}/assets/{asset}") not in ("Never materialized", None), asset
+        finally:
+            browser.close()
 
 
 def test_the_chat_api_loads_the_champion_and_names_unknown_aliases(trained, monkeypatch):
@@ -88,7 +155,8 @@ def test_the_chat_api_loads_the_champion_and_names_unknown_aliases(trained, monk
     monkeypatch.setenv("ROSIE_HOME", str(home.root))
     rosie = Rosie.load("models:/rosie@champion")
     assert rosie.loaded.folder.parent.name == "artifacts" and rosie.reply([], event="pet").emotion
-    assert Rosie.load("models:/rosie/1").loaded.model.config.preset == rosie.loaded.model.config.preset
+    scratch = json.loads((home.lake / "registered_model" / "registration.json").read_text())["version"]
+    assert Rosie.load(f"models:/rosie/{scratch}").loaded.model.config.preset == "tiny"  # a version by number
     with pytest.raises(ModelNotFound, match=r"no alias @staging; its aliases: @champion \(version \d+\)"):
         Rosie.load("models:/rosie@staging")
     with pytest.raises(ModelNotFound, match="no registered model 'rosy'"):
@@ -96,19 +164,20 @@ def test_the_chat_api_loads_the_champion_and_names_unknown_aliases(trained, monk
 
 
 def test_retraining_resumes_and_the_champion_moves_only_when_beaten(trained):
-    defs, _, _, instance = trained
+    defs, _, home, instance = trained
+    before = json.loads((home.lake / "registered_model" / "registration.json").read_text())
+    # no run config: the settings the home was built with
     rerun = dg.materialize(defs.assets, selection=["rosie_model", "model_evaluation", "registered_model"],
-                           instance=instance, resources=defs.resources, run_config={"ops": {
-                               k: {"config": v} for k, v in TINY.items()
-                               if k in ("rosie_model", "model_evaluation")}})
+                           instance=instance, resources=defs.resources)
     assert rerun.success
     logs = [e.message for e in instance.all_logs(rerun.run_id) if e.message]
     # the trainer decides (its inputs are unchanged) and says so through Pipes
     assert any("phase emotion_memory:" in m and "resuming at step 4" in m for m in logs), logs
     registration = rerun.asset_materializations_for_node("registered_model")[0].metadata
-    assert registration["model_uri"].value == "models:/rosie/2"
-    # the same weights evaluate the same: version 2 does not beat version 1, so the alias stays
-    assert registration["champion"].value == "unchanged" and "ties the champion" in registration["reason"].value
+    assert registration["model_uri"].value == f"models:/rosie/{int(before['version']) + 1}"
+    # the same weights evaluate the same: the new version beats neither itself nor a champion that beat it
+    assert registration["champion"].value == "no, unchanged"
+    assert "ties the champion" in registration["reason"].value or "below the champion" in registration["reason"].value
 
 
 def test_a_failing_trainer_fails_the_asset(trained):
@@ -143,34 +212,20 @@ def test_champion_rule():
     assert not beats({"eval.memory_recall": "1.0"}, champion)[0]  # likelihood diagnostics alone never win
 
 
-def test_the_bootstrap_approach_trains_evaluates_against_scratch_and_registers(trained, tmp_path, monkeypatch):
-    """approach: bootstrap through the same assets, on a small pretrained Llama saved here."""
+def test_the_bootstrap_approach_has_its_own_assets_evaluation_and_registered_version(trained, tmp_path, monkeypatch):
+    """The bootstrap assets, on a small pretrained Llama saved here, next to the scratch ones: neither touches the
+    other's model, results or registration."""
     pytest.importorskip("peft")
     from safetensors.torch import load_file
 
-    defs, _, home, instance = trained
-    llama = str(save_small_llama(tmp_path / "llama"))
-    # base_model on this path: nothing to train, and it says so
-    base = dg.materialize(defs.assets, selection=["base_model"], instance=instance, resources=defs.resources,
-                          run_config={"ops": {"base_model": {"config": {"approach": "bootstrap"}}}})
-    assert base.asset_materializations_for_node("base_model")[0].metadata["trained"].value is False
-    # the job the UI launches has approach: bootstrap in the config the launchpad starts from
+    defs, report, home, _ = trained
+    assert {"bootstrap_rosie_model", "bootstrap_evaluation", "bootstrap_registered_model"} <= {
+        name for outcome in report.outcomes if outcome.success for name in outcome.assets}
+    # the job the UI launches: the bootstrap assets alone, from its tokenizer to its registered version
     job = defs.resolve_job_def("bootstrap_training")
-    defaults = job.config_mapping.config_schema.as_field().default_value["ops"]
-    assert {defaults[n]["config"]["approach"] for n in ("personality_model", "rosie_model", "model_evaluation")} == {
-        "bootstrap"}
-    assert defaults["bootstrap_tokenizer"]["config"]["pretrained"] == "smollm2"
-    from dagster_project.sizes import BOOTSTRAP_CPU, BOOTSTRAP_GPU, has_cuda_gpu
-
-    sized = BOOTSTRAP_GPU if has_cuda_gpu() else BOOTSTRAP_CPU  # steps that fit the machine, not hours a phase
-    assert all(defaults[n]["config"]["steps"] == sized[n]["steps"] for n in ("personality_model", "rosie_model"))
-    small = {"approach": "bootstrap", "lora_r": 4}
-    ops = {"bootstrap_tokenizer": {"pretrained": llama}, "bootstrap_dialogue_shards": TINY["bootstrap_dialogue_shards"],
-           "personality_model": {**TINY["personality_model"], **small}, "rosie_model": {**TINY["rosie_model"], **small},
-           "model_evaluation": {**TINY["model_evaluation"], "approach": "bootstrap"}}
-    result = job.execute_in_process(
-        instance=instance, run_config={"ops": {k: {"config": v} for k, v in ops.items()}})
-    assert result.success
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
+        "bootstrap_tokenizer", "bootstrap_dialogue_shards", "bootstrap_personality_model", "bootstrap_rosie_model",
+        "bootstrap_evaluation", "bootstrap_registered_model"}
 
     # the same dialogues in the pretrained model's ids, facts rendered into the context
     from tokenizers import Tokenizer
@@ -189,20 +244,20 @@ def test_the_bootstrap_approach_trains_evaluates_against_scratch_and_registers(t
     model = home.models / "rosie_bootstrap"
     assert (model / "adapters" / "adapter_config.json").exists() and (model / "merged" / "config.json").exists()
     assert not any(".base_layer." in k for k in load_file(str(model / "weights" / "final.safetensors")))
-    assert (home.models / "rosie_model" / "weights" / "final.safetensors").exists()  # scratch untouched
+    assert not (model / "weights" / "base.safetensors").exists()  # the pretrained model is its base
 
-    results = json.loads((home.lake / "model_evaluation" / "results.json").read_text())
-    scratch = json.loads((home.lake / "model_evaluation" / "results-scratch.json").read_text())
+    results = json.loads((home.lake / "bootstrap_evaluation" / "results.json").read_text())
+    scratch = json.loads((home.lake / "model_evaluation" / "results.json").read_text())
     assert results["approach"] == "bootstrap" and scratch["approach"] == "scratch"
     assert results["memory_items"] == scratch["memory_items"]  # the same held-out sets
     assert results["dialogue_bits_per_byte"] > 0 and scratch["dialogue_bits_per_byte"] > 0
-    evaluation = result.asset_materializations_for_node("model_evaluation")[0].metadata
-    table = evaluation["scorecard"].value
-    assert "| memory |" in table and "| bootstrap | scratch |" in table and "≥ 0.9" in table
+    with dg.DagsterInstance.from_config(str(home.dagster)) as instance:
+        compared = instance.get_latest_materialization_event(dg.AssetKey("scorecard_comparison"))
+    table = compared.asset_materialization.metadata["scorecards"].value
+    assert "| memory |" in table and "| scratch | bootstrap |" in table
+    assert (home.lake / "scorecard_comparison" / "comparison.md").read_text().strip() == table
 
-    registration = result.asset_materializations_for_node("registered_model")[0].metadata
-    assert "| bootstrap |" in registration["versions"].value and "| scratch |" in registration["versions"].value
-    registered = json.loads((home.lake / "registered_model" / "registration-bootstrap.json").read_text())
+    registered = json.loads((home.lake / "bootstrap_registered_model" / "registration.json").read_text())
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{home.mlflow / 'mlflow.db'}")
@@ -215,3 +270,4 @@ def test_the_bootstrap_approach_trains_evaluates_against_scratch_and_registers(t
     reply = Rosie.load(registered["model_uri"], memory_path=tmp_path / "memory.db").reply(
         [{"role": "user", "content": "Hello!"}])
     assert reply.emotion and isinstance(reply.text, str)
+
