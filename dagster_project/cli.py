@@ -184,6 +184,7 @@ MODEL_COMMANDS = {
     "train": "run one training phase (python -m rosie_model train --help)",
     "chat": "talk to Rosie in the terminal",
     "web": "a web chat with Rosie on 127.0.0.1",
+    "serve": "Rosie behind the OpenAI API on 127.0.0.1:8000 (SillyTavern, Open WebUI, the openai package)",
     "memory": "list or forget what Rosie remembers",
     "export": "write a model folder in the Hugging Face Llama format",
 }

@@ -6,7 +6,7 @@
     python -m rosie_model register --model-dir DIR --evaluation results.json [--dataset MANIFEST ...]
     python -m rosie_model export MODEL_DIR OUT_DIR [--weights base|personality|final]
     python -m rosie_model bootstrap-tokenizer --pretrained SRC --rosie-tokenizer DIR --out DIR
-    python -m rosie_model chat|web [--model models:/rosie@champion] [--user U] [sampling flags]
+    python -m rosie_model chat|web|serve [--model models:/rosie@champion] [--user U] [sampling flags]
     python -m rosie_model memory list|forget [IDS] [--user U] [--all]
 
 The ``rosie`` command line (dagster_project) runs these as processes, and Dagster launches the first four
@@ -160,6 +160,24 @@ def _web(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from rosie_model.core.layout import feedback_db
+    from rosie_model.serving import api
+    from rosie_model.serving.feedback import FeedbackStore
+
+    key = args.api_key or os.environ.get("ROSIE_API_KEY") or None
+    if args.host not in ("127.0.0.1", "::1", "localhost") and key is None:
+        raise UsageError(f"serving on {args.host} lets other machines talk to Rosie: give an API key with "
+                         "--api-key KEY or ROSIE_API_KEY (clients send it as `Authorization: Bearer KEY`)")
+    rosie = _load_chat(args)
+    try:
+        return api.run(rosie, FeedbackStore(feedback_db()), args.host, args.port, key, args.max_waiting)
+    except OSError as exc:  # the port is taken, the host is not this machine's
+        raise UsageError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
+
+
 def _memory(args: argparse.Namespace) -> int:
     from rosie_model.core.layout import memory_db
     from rosie_model.serving.memory_store import MemoryStore
@@ -247,6 +265,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=7860)
     web.set_defaults(func=_web)
+
+    serve = add("serve", help="Rosie behind the OpenAI API (for SillyTavern, Open WebUI, the openai package)")
+    _chat_arguments(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="another address than loopback needs --api-key")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", help="required as `Authorization: Bearer KEY` (default: $ROSIE_API_KEY)")
+    serve.add_argument("--max-waiting", type=int, default=16, help="requests in the server at once; more get 503")
+    serve.set_defaults(func=_serve)
 
     memory = add("memory", help="list or forget what Rosie remembers")
     memory.add_argument("action", choices=["list", "forget"])

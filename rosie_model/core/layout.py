@@ -44,6 +44,11 @@ def memory_db() -> Path:
     return rosie_home() / "memory" / "memory.db"
 
 
+def feedback_db() -> Path:
+    """Ratings and kept alternatives of every served completion, for preference tuning."""
+    return rosie_home() / "feedback" / "feedback.db"
+
+
 def model_cache() -> Path:
     """Where registered models whose artifacts live elsewhere are fetched to, once."""
     return rosie_home() / "cache" / "models"

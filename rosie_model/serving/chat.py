@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -76,19 +76,27 @@ class Reply:
     truncated: bool = False
     first_token_s: float = 0.0
     seconds: float = 0.0
+    #: Tokens of the prompt the reply was decoded after (the conversation as it fit in the context).
+    prompt_tokens: int = 0
 
 
 class ReplyStream:
     """Rosie's reply as text pieces while it is decoded; ``emotion`` is known before the first piece
-    and ``result`` is the whole :class:`Reply` (reading it finishes the reply)."""
+    and ``result`` is the whole :class:`Reply` (reading it finishes the reply); ``stop`` ends it early."""
 
-    def __init__(self, emotion: str, pieces: Iterator[str], finish: Callable[[], Reply]) -> None:
+    def __init__(self, emotion: str, pieces: Generator[str, None, None], finish: Callable[[str | None], Reply]) -> None:
         self.emotion, self._pieces, self._finish = emotion, pieces, finish
         self._result: Reply | None = None
 
     def __iter__(self) -> Iterator[str]:
         yield from self._pieces
-        self._result = self._finish()
+        self._result = self._finish(None)
+
+    def stop(self, text: str) -> Reply:
+        """Stop decoding (a stop string was reached): the reply is ``text``, what was kept of it."""
+        self._pieces.close()
+        self._result = self._finish(text.strip() or "…")
+        return self._result
 
     @property
     def result(self) -> Reply:
@@ -234,11 +242,11 @@ class Rosie:
             raise ChatError(str(exc)) from exc
         return ids
 
-    def _use_memory(self, user_id: str, newest: dict[str, Any]) -> tuple[list[str], list[str]]:
+    def _use_memory(self, user_id: str, newest: dict[str, Any], remember: bool) -> tuple[list[str], list[str]]:
         """(facts learned from the newest message, the memories most relevant to it)."""
         try:
             learned = []
-            if newest["role"] == "user":
+            if newest["role"] == "user" and remember:
                 learned = [m.text for m in self.memory.remember_facts(user_id, extract_facts(newest["content"]))]
             return learned, [m.text for m in self.memory.recall(user_id, newest["content"], self.memory_k)]
         except MemoryStoreError as exc:
@@ -246,32 +254,39 @@ class Rosie:
 
     @overload
     def reply(self, messages: list[dict[str, Any]], event: str | None = ..., user_id: str | None = ...,
-              stream: Literal[False] = ..., options: SamplingOptions | None = ...) -> Reply: ...
+              stream: Literal[False] = ..., options: SamplingOptions | None = ..., remember: bool = ...,
+              persona: int = ...) -> Reply: ...
 
     @overload
     def reply(self, messages: list[dict[str, Any]], event: str | None = ..., user_id: str | None = ...,
-              *, stream: Literal[True], options: SamplingOptions | None = ...) -> ReplyStream: ...
+              *, stream: Literal[True], options: SamplingOptions | None = ..., remember: bool = ...,
+              persona: int = ...) -> ReplyStream: ...
 
     def reply(self, messages: list[dict[str, Any]], event: str | None = None, user_id: str | None = None,
-              stream: bool = False, options: SamplingOptions | None = None) -> Reply | ReplyStream:
+              stream: bool = False, options: SamplingOptions | None = None, remember: bool = True,
+              persona: int = 0) -> Reply | ReplyStream:
         """Rosie's answer to the conversation (``messages`` of role/content; roles user, rosie, system,
-        event), after an optional desktop ``event``. With ``user_id`` she remembers and recalls; with
-        ``stream`` the reply comes as a :class:`ReplyStream` of text pieces."""
+        event), after an optional desktop ``event``. With ``user_id`` she remembers and recalls (``remember``
+        False: recalls only, for a second alternative to the same message); with ``stream`` the reply comes
+        as a :class:`ReplyStream` of text pieces. ``persona`` picks one of the model's persona embeddings
+        (0 is Rosie)."""
         started = time.perf_counter()
         checked = self.check_messages(messages, event)
+        if not 0 <= persona < self.loaded.model.config.n_personas:
+            raise ChatInputError(f"persona {persona} is not one of this model's 0-{self.loaded.model.config.n_personas - 1}")
         options = options or self.options
         context = self.loaded.model.config.max_seq_len
         if options.max_new_tokens > context // 2:  # a reply never crowds the conversation out of the context
             options = dataclasses.replace(options, max_new_tokens=context // 2)
         newest = checked[-1]
-        learned, memories = self._use_memory(user_id, newest) if user_id is not None else ([], [])
+        learned, memories = self._use_memory(user_id, newest, remember) if user_id is not None else ([], [])
         with_bank = bool(self.loaded.model.config.memory_layers)
-        decoder = ReplyDecoder(self.loaded, self.prompt(checked, memories, options.max_new_tokens), options,
-                               memories if with_bank else None)
+        prompt = self.prompt(checked, memories, options.max_new_tokens)
+        decoder = ReplyDecoder(self.loaded, prompt, options, memories if with_bank else None, persona)
         ids: list[int] = []
         outcome: dict[str, Any] = {"first_token_s": 0.0}
 
-        def pieces() -> Iterator[str]:
+        def pieces() -> Generator[str, None, None]:
             shown, text = "", ""
             for token in decoder:
                 ids.append(token)
@@ -298,14 +313,14 @@ class Rosie:
             if tail:
                 yield tail.lstrip() if shown != shown_core else tail
 
-        def finish() -> Reply:
-            if user_id is not None and newest["role"] == "user":
+        def finish(text: str | None) -> Reply:
+            if user_id is not None and newest["role"] == "user" and remember:
                 try:
                     self.memory.remember_turn(user_id, newest["content"])
                 except MemoryStoreError as exc:
                     raise ChatError(str(exc)) from exc
-            return Reply(outcome["text"], decoder.emotion, tuple(memories), tuple(learned), len(ids),
-                         decoder.hit_limit, outcome["first_token_s"], time.perf_counter() - started)
+            return Reply(outcome["text"] if text is None else text, decoder.emotion, tuple(memories), tuple(learned), len(ids),
+                         decoder.hit_limit, outcome["first_token_s"], time.perf_counter() - started, len(prompt))
 
         result = ReplyStream(decoder.emotion, pieces(), finish)
         return result if stream else result.result

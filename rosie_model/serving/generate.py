@@ -269,8 +269,10 @@ class ReplyDecoder:
             self.prompt_state = hidden[:, -1:]
             turn = torch.zeros(1, hidden.shape[1], dtype=torch.bool, device=device)
             turn[0, -1] = True  # her turn starts after the prompt: the emotion head reads there
-            index = int(model.emotion_logits(hidden, turn).argmax(-1))
-        self.emotion = model.config.emotions[index]
+            scores = torch.softmax(model.emotion_logits(hidden, turn).float()[0], dim=-1)
+        #: How likely the emotion head finds each of her emotions here, most likely first.
+        self.emotion_scores = sorted(zip(model.config.emotions, scores.tolist()), key=lambda pair: -pair[1])
+        self.emotion = self.emotion_scores[0][0]
         self.emotion_id = rosie.tokenizer.token_to_id(f"<|emotion:{self.emotion}|>")
 
     def _forward(self, ids: list[int]) -> torch.Tensor:
