@@ -96,6 +96,11 @@ class ChatMessage(BaseModel):
                            param="messages")
         return "".join(str(part.get("text", "")) for part in self.content)
 
+    def for_rosie(self) -> dict[str, Any]:
+        """The message as her template reads it: assistant turns are hers, developer messages system ones."""
+        role = {"assistant": "rosie", "developer": "system"}.get(self.role, self.role)
+        return {"role": role, "content": self.text()}
+
 
 class Sampling(BaseModel):
     """What OpenAI clients send to shape sampling; frontends send more (min_p, typical_p, …): ignored."""
@@ -275,13 +280,8 @@ class Server:
 
     def conversation(self, request: ChatRequest) -> list[dict[str, Any]]:
         """The messages as Rosie reads them: assistant turns are hers; system messages only when asked for."""
-        messages = []
-        for message in request.messages:
-            role = "system" if message.role == "developer" else message.role
-            if role == "system" and not request.rosie.use_system_prompt:
-                continue
-            messages.append({"role": role, "content": message.text()})
-        return messages
+        messages = [message.for_rosie() for message in request.messages]
+        return [m for m in messages if m["role"] != "system" or request.rosie.use_system_prompt]
 
     async def alternatives(self, messages: list[dict[str, Any]], request: Sampling,
                            on_piece: Callable[[int, str], Any] | None = None,
@@ -435,9 +435,7 @@ def create_app(server: Server) -> FastAPI:
         if request.prompt is not None:
             ids = loaded.encode_text(request.prompt)
         else:
-            conversation = [{"role": "rosie" if m.role == "assistant" else "system" if m.role == "developer" else m.role,
-                             "content": m.text()} for m in request.messages or []]
-            ids = await server.on_model(loaded.render, conversation)
+            ids = await server.on_model(loaded.render, [m.for_rosie() for m in request.messages or []])
         return {"tokens": ids, "count": len(ids), "max_model_len": loaded.model.config.max_seq_len}
 
     @app.post("/detokenize")

@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS completions (
     created REAL NOT NULL,
     model TEXT NOT NULL,
     user_id TEXT,
-    messages TEXT NOT NULL,      -- JSON: the conversation the completion answered, as the client sent it
+    messages TEXT NOT NULL,      -- JSON: the conversation the completion answered, as Rosie read it
     choices TEXT NOT NULL        -- JSON: [{index, text, emotion}], the alternatives ("swipes")
 );
 CREATE TABLE IF NOT EXISTS feedback (
