@@ -36,7 +36,7 @@ DEMO_SETTINGS: dict[str, dict[str, object]] = {
 def _run(args: argparse.Namespace) -> int:
     from dagster_project.definitions import build_definitions
     from dagster_project.headless import prepare_instance, run_selection
-    from dagster_project.settings import SettingsError, load_run_config
+    from dagster_project.settings import SettingsError, layered, load_run_config
 
     home = RosieHome.from_env(args.home)
     try:
@@ -55,11 +55,10 @@ def _run(args: argparse.Namespace) -> int:
                 raise ValueError("give a selection or --job, not both")
             job = jobs[args.job]
             selection = job.selection
-            for name, entry in ((job.config or {}).get("ops") or {}).items():
-                config.setdefault(name, {}).update(entry.get("config", {}))
+            config = layered(config, {name: entry.get("config", {})
+                                      for name, entry in ((job.config or {}).get("ops") or {}).items()})
         if getattr(args, "config", None):
-            for name, values in load_run_config(args.config).items():
-                config.setdefault(name, {}).update(values)
+            config = layered(config, load_run_config(args.config))
     except ValueError as exc:
         print(f"rosie: {exc}", file=sys.stderr)
         return 2

@@ -63,9 +63,7 @@ def home_settings(home: RosieHome) -> Settings:
 
 def remember_settings(home: RosieHome, settings: Mapping[str, Mapping[str, Any]]) -> Path:
     """Write ``settings`` into the home's ``settings.yaml``, over what it already says, atomically."""
-    merged = home_settings(home)
-    for name, values in settings.items():
-        merged.setdefault(name, {}).update(values)
+    merged = layered(home_settings(home), settings)
     path = settings_path(home)
     write_text_atomic(path, SETTINGS_HEADER + yaml.safe_dump(merged, sort_keys=True))
     return path
