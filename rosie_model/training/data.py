@@ -6,6 +6,12 @@ Before training the reader checks every shard's sha256 and that the shards were 
 model's tokenizer. Each epoch visits shards and rows in an order fixed by (seed, epoch); global row
 ``g`` of that order belongs to rank ``g % world_size``, so N ranks with batch B see exactly the rows a
 single process with batch N*B sees. A position (epoch, shard, row) lets training resume mid-epoch.
+
+Dialogue rows are right-padded to the split's length and most are far shorter (half the columns of the demo's
+bootstrap rows are padding). With ``window`` rows given, each shard's shuffled order is sorted by length in runs
+of that many rows, alternately ascending and descending (:func:`zigzag_by_length`), so the rows of any batch
+have similar lengths and the trainer cuts the padding columns off (``used_width``). The order stays a
+function of (seed, epoch, shard), so positions and exact resume are unchanged.
 """
 
 from __future__ import annotations
@@ -74,25 +80,29 @@ class ShardDataset:
     def _shard_order(self, seed: int, epoch: int) -> list[int]:
         return np.random.default_rng([seed, epoch]).permutation(len(self.shards)).tolist()
 
-    def _load(self, index: int, seed: int, epoch: int) -> dict[str, Any]:
+    def _load(self, index: int, seed: int, epoch: int, window: int = 0) -> dict[str, Any]:
         table = pq.read_table(self.folder / self.shards[index]["file"])
+        tokens = np.stack(table["tokens"].to_numpy(zero_copy_only=False))          # (rows, row_length)
         order = np.random.default_rng([seed, epoch, index]).permutation(table.num_rows)
-        columns: dict[str, Any] = {"tokens": np.stack(table["tokens"].to_numpy(zero_copy_only=False))[order]}
+        if window > 1 and "pad_id" in self.manifest:
+            order = zigzag_by_length(order, (tokens != self.manifest["pad_id"]).sum(1), window)
+        columns: dict[str, Any] = {"tokens": tokens[order]}
         for name in OPTIONAL_COLUMNS:
             if name in table.column_names:
                 values = table[name].to_pylist()
                 columns[name] = [values[i] for i in order]
         return columns
 
-    def rows_from(self, start: Position, seed: int) -> Iterator[tuple[dict[str, Any], Position]]:
-        """Every row from ``start`` on, forever (epoch after epoch), with the position after it."""
+    def rows_from(self, start: Position, seed: int, window: int = 0) -> Iterator[tuple[dict[str, Any], Position]]:
+        """Every row from ``start`` on, forever (epoch after epoch), with the position after it; ``window``:
+        rows sorted by length in runs of that many (0: shuffled only)."""
         if not self.shards:
             raise DataError(f"{self.folder}: no rows")
         epoch, shard, row = start.epoch, start.shard, start.row
         while True:
             order = self._shard_order(seed, epoch)
             while shard < len(order):
-                columns = self._load(order[shard], seed, epoch)
+                columns = self._load(order[shard], seed, epoch, window)
                 count = len(columns["tokens"])
                 for r in range(row, count):
                     item = {name: values[r] for name, values in columns.items()}
@@ -101,31 +111,43 @@ class ShardDataset:
                 shard, row = shard + 1, 0
             epoch, shard = epoch + 1, 0
 
-    def row_batches(self, batch_size: int, rank: int, world_size: int, seed: int,
-                    start: Position = Position()) -> Iterator[tuple[list[dict[str, Any]], Position]]:
-        """Rows for ``rank``: dealt round-robin, ``batch_size`` per rank per step, with the position after them."""
+    def row_batches(self, batch_size: int, rank: int, world_size: int, seed: int, start: Position = Position(),
+                    group_by_length: int = 0) -> Iterator[tuple[list[dict[str, Any]], Position]]:
+        """Rows for ``rank``: dealt round-robin, ``batch_size`` per rank per step, with the position after them;
+        ``group_by_length`` > 0 sorts by length in runs of that many steps' rows."""
         picked: list[dict[str, Any]] = []
-        for index, (item, after) in enumerate(self.rows_from(start, seed)):
+        window = group_by_length * batch_size * world_size
+        for index, (item, after) in enumerate(self.rows_from(start, seed, window)):
             if index % world_size == rank:
                 picked.append(item)
             if index % world_size == world_size - 1 and len(picked) == batch_size:
                 yield picked, after
                 picked = []
 
-    def batches(self, batch_size: int, rank: int, world_size: int, seed: int,
-                start: Position = Position()) -> Iterator[tuple[dict[str, torch.Tensor], Position]]:
-        for rows, after in self.row_batches(batch_size, rank, world_size, seed, start):
+    def batches(self, batch_size: int, rank: int, world_size: int, seed: int, start: Position = Position(),
+                group_by_length: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], Position]]:
+        for rows, after in self.row_batches(batch_size, rank, world_size, seed, start, group_by_length):
             yield collate(rows), after
 
 
-def mixed_batches(sources: list[tuple[ShardDataset, int, Position]], rank: int, world_size: int,
-                  seed: int) -> Iterator[tuple[dict[str, torch.Tensor], list[Position]]]:
+def mixed_batches(sources: list[tuple[ShardDataset, int, Position]], rank: int, world_size: int, seed: int,
+                  group_by_length: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], list[Position]]]:
     """Batches that take a fixed number of rows from each (split, rows per batch, start) source, e.g. phase 3's
     data plus some of phase 2's replayed; yields the batch and each source's position after it."""
-    streams = [data.row_batches(rows, rank, world_size, seed, start) for data, rows, start in sources if rows > 0]
+    streams = [data.row_batches(rows, rank, world_size, seed, start, group_by_length)
+               for data, rows, start in sources if rows > 0]
     while True:
         parts = [next(stream) for stream in streams]
         yield collate([row for rows, _ in parts for row in rows]), [after for _, after in parts]
+
+
+def zigzag_by_length(order: np.ndarray, lengths: np.ndarray, window: int) -> np.ndarray:
+    """``order`` with each run of ``window`` rows sorted by ``lengths``, ascending in even runs and descending
+    in odd ones: two runs meet long-to-long or short-to-short, so any consecutive rows (wherever a batch
+    starts) have similar lengths, without sorting the whole shard into a short-to-long curriculum."""
+    runs = [order[start:start + window] for start in range(0, len(order), window)]
+    runs = [run[np.argsort(lengths[run], kind="stable")] for run in runs]
+    return np.concatenate([run[::-1] if k % 2 else run for k, run in enumerate(runs)]) if runs else order
 
 
 def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

@@ -208,6 +208,8 @@ class Trainer:
         self.tokens_per_step = (config.batch_size * config.grad_accum * self.world.world_size
                                 * (self.train_set.row_length - 1))
         self.step, self.positions, self.run_id, self.curve = 0, [Position(), Position()], None, []
+        #: tokens (not padding) this process has trained on, times the world size: what tokens/s counts
+        self.tokens_fed = 0
         self.checkpoints = self.folder.checkpoints(config.phase)
         self.digest = config.inputs_digest(self.tokenizer_hash, start)
         self.resume()
@@ -289,7 +291,8 @@ class Trainer:
         sources = [(self.train_set, self.config.batch_size - self.replay_rows, self.positions[0])]
         if self.replay_rows:
             sources.append((self.replay_set, self.replay_rows, self.positions[1]))
-        return mixed_batches(sources, self.world.rank, self.world.world_size, self.config.seed)
+        return mixed_batches(sources, self.world.rank, self.world.world_size, self.config.seed,
+                             self.config.group_by_length)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype != torch.float32)
@@ -302,6 +305,7 @@ class Trainer:
         parts: dict[str, float] = {}
         for micro in range(config.grad_accum):
             batch, positions = next(batches)
+            self.tokens_fed += int((batch["tokens"][:, :-1] != self.core.config.pad_id).sum()) * self.world.world_size
             self.positions = [positions[0], positions[-1] if self.replay_rows else self.positions[1]]
             last = micro == config.grad_accum - 1
             no_sync = model.no_sync() if hasattr(model, "no_sync") and not last else contextlib.nullcontext()
@@ -346,7 +350,7 @@ class Trainer:
         replay = (f"; {self.replay_rows} of {self.config.batch_size} rows a batch replayed from "
                   f"{self.replay_set.folder}" if self.replay_rows and self.replay_set else "")
         return (f"phase {self.config.phase}: {self.core.num_parameters() / 1e6:.1f}M parameters ({len(self.trainable)} "
-                f"tensors train), {self.train_set.rows:,} rows, {self.tokens_per_step:,} tokens/step, device "
+                f"tensors train), {self.train_set.rows:,} rows, up to {self.tokens_per_step:,} tokens/step, device "
                 f"{self.device}, world {self.world.world_size}, {self.reason}{replay}")
 
     def mfu(self, tokens_per_second: float) -> float | None:
@@ -406,7 +410,7 @@ def _train(config: TrainConfig, stop: list[int]) -> TrainResult:
             trainer.curve.append((step, loss))
             bar.update(1)
             if step % config.log_every == 0 or step == config.steps:
-                tps = trainer.tokens_per_step * (step - start_step) / (time.perf_counter() - started)
+                tps = trainer.tokens_fed / (time.perf_counter() - started)
                 metrics = {"loss": loss, "lr": learning_rate(config, step - 1), "grad_norm": grad_norm,
                            "tokens_per_second": tps, **{k: v for k, v in parts.items() if k != "lm_loss"}}
                 if (mfu := trainer.mfu(tps)) is not None:
@@ -426,7 +430,7 @@ def _train(config: TrainConfig, stop: list[int]) -> TrainResult:
     elapsed, step = time.perf_counter() - started, trainer.step
     weights = trainer.save_model()
     result = TrainResult(step, step * trainer.tokens_per_step, loss, val_loss,
-                         trainer.tokens_per_step * (step - start_step) / elapsed if step > start_step else 0.0,
+                         trainer.tokens_fed / elapsed if step > start_step else 0.0,
                          str(weights), tracker.run_id, trainer.curve)
     if trainer.world.main:
         tracker.finish_success(result, trainer.folder, weights)

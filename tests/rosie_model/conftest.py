@@ -17,7 +17,8 @@ from tests.fixtures import prose_document, random_document
 SEQ_LEN = 32
 
 
-def write_split(folder: Path, tokenizer_sha: str, rows: list[dict], rows_per_shard: int = 40) -> Path:
+def write_split(folder: Path, tokenizer_sha: str, rows: list[dict], rows_per_shard: int = 40,
+                pad_id: int | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     shards = []
     for start in range(0, len(rows), rows_per_shard):
@@ -36,6 +37,8 @@ def write_split(folder: Path, tokenizer_sha: str, rows: list[dict], rows_per_sha
     manifest = {"dataset": "test", "split": folder.name, "seq_len": SEQ_LEN, "row_length": SEQ_LEN + 1,
                 "dtype": "uint16", "tokenizer_sha256": tokenizer_sha, "shards": shards,
                 "rows": len(rows), "tokens": len(rows) * (SEQ_LEN + 1)}
+    if pad_id is not None:
+        manifest["pad_id"] = pad_id
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
