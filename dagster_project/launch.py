@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +19,11 @@ from dagster._core.errors import DagsterPipesExecutionError
 
 from dagster_project.training_report import mlflow_env
 from rosie_pipeline.paths import RosieHome
+
+# Dagster's own Pipes client reads a preview property of its own message reader on every launch; the notice
+# says nothing about Rosie's code and printed once per trainer, evaluation and registration
+warnings.filterwarnings("ignore", message=r"Function `PipesMessageReader\.expected_writer_count`",
+                        category=dg.PreviewWarning)
 
 
 def run_rosie_model(context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient, home: RosieHome,

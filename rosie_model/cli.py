@@ -79,6 +79,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         progress = logging.getLogger("rosie.evaluate")  # what the evaluation is doing, in the run's log or on stderr
         progress.setLevel(logging.INFO)
         progress.addHandler(PipesLogHandler(pipes) if pipes is not None else logging.StreamHandler(sys.stderr))
+        progress.propagate = False  # the root logger's console handler would print every line a second time
         results = evaluate(args.model_dir, json.loads(args.spec.read_text(encoding="utf-8")), args.max_rows,
                            diagnostics=not args.no_diagnostics)
         results["mlflow_run_id"] = log_to_mlflow(results, args.experiment)
@@ -283,9 +284,27 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Rosie's own lines only: no weight-loading bars, no notices about what Rosie does on purpose (mean-resized
+    token rows, saved with the adapters; a pyfunc with its own signature), no deprecation notes about code
+    that is not Rosie's."""
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not "started monitoring system metrics" per run
+    for message, category in ((r".*is_gradient_checkpointing", FutureWarning),
+                              (r"The specified dataset source can be interpreted in multiple ways", UserWarning),
+                              (r"Setting `save_embedding_layers` to `True`", UserWarning),  # Rosie resized on purpose
+                              (r".*Add type hints to the `predict` method", UserWarning),
+                              (r".*An input example was not provided", UserWarning)):
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
 def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")  # keeps alembic/sqlite chatter out
+    quiet_libraries()
     from rosie_model.core.errors import RosieError
 
     try:

@@ -8,22 +8,34 @@ a model (chat, server, evaluation, pyfunc) resolves its source here, so they all
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from rosie_model.core.errors import ModelNotFound
 from rosie_model.core.layout import ModelFolder, model_cache, tracking_uri
 
 
-def resolve_model(source: str | Path) -> tuple[Path, str]:
-    """(model folder, how to name it to a person) from a path (a model folder, or a downloaded MLflow model
-    holding one) or from a registry URI ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` of the home's
-    MLflow store; the name is the URI with its version (``models:/rosie@champion (version 3)``) or the path."""
+@dataclass(frozen=True)
+class LocatedModel:
+    folder: Path
+    #: How to name it to a person: the registry URI with its version (``models:/rosie@champion (version 3)``)
+    #: or the path as given.
+    label: str
+    #: The registry names it answers to (``rosie@champion``, ``rosie/3``); none for a path.
+    registry_names: tuple[str, ...] = ()
+
+
+def resolve_model(source: str | Path) -> LocatedModel:
+    """The model folder of a path (a model folder, or a downloaded MLflow model holding one) or of a registry
+    URI ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` of the home's MLflow store."""
     text = str(source)
     if text.startswith("models:/"):
-        folder, version = _registry_folder(text)
-        return folder, text if text.endswith(f"/{version}") else f"{text} (version {version})"
+        folder, name, version = _registry_folder(text)
+        asked = text.removeprefix("models:/")
+        label = text if asked == f"{name}/{version}" else f"{text} (version {version})"
+        return LocatedModel(folder, label, tuple(dict.fromkeys((asked, f"{name}/{version}"))))
     folder = Path(text).expanduser()
-    return pyfunc_model_folder(folder) or folder, text
+    return LocatedModel(pyfunc_model_folder(folder) or folder, text)
 
 
 def pyfunc_model_folder(root: Path) -> Path | None:
@@ -38,7 +50,8 @@ def pyfunc_model_folder(root: Path) -> Path | None:
     return inner if ModelFolder(inner).config.is_file() else None
 
 
-def _registry_folder(uri: str) -> tuple[Path, str]:
+def _registry_folder(uri: str) -> tuple[Path, str, str]:
+    """(model folder, registered name, version) of a registry URI."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -75,4 +88,4 @@ def _registry_folder(uri: str) -> tuple[Path, str]:
         found = pyfunc_model_folder(cache)
     if found is None:
         raise ModelNotFound(f"models:/{name}/{version} holds no Rosie model folder (not a Rosie chat model?)")
-    return found, str(version)
+    return found, name, str(version)

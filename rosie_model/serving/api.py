@@ -222,16 +222,10 @@ class Choice:
                 "learned": list(self.reply.learned)}
 
 
-def served_ids(label: str) -> list[str]:
+def served_ids(rosie: Rosie) -> list[str]:
     """The model ids a client may ask for: ``rosie``, and the registry names she was loaded by
-    (``models:/rosie@champion (version 3)`` also answers to ``rosie@champion`` and ``rosie/3``)."""
-    ids = ["rosie"]
-    if label.startswith("models:/"):
-        name, _, version = label.removeprefix("models:/").partition(" (version ")
-        ids.append(name)
-        if version.rstrip(")").isdigit():
-            ids.append(f"{name.split('@')[0].split('/')[0]}/{version.rstrip(')')}")
-    return list(dict.fromkeys(ids))
+    (``models:/rosie@champion`` also answers to ``rosie@champion`` and ``rosie/3``)."""
+    return list(dict.fromkeys(["rosie", *rosie.registry_names]))
 
 
 class Server:
@@ -239,7 +233,7 @@ class Server:
                  port: int = 8000, max_waiting: int = 16) -> None:
         self.rosie, self.feedback, self.api_key = rosie, feedback, api_key
         self.loopback, self.port, self.max_waiting = loopback, port, max_waiting
-        self.ids = served_ids(rosie.label)
+        self.ids = served_ids(rosie)
         self.created = int(time.time())
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rosie-model")
         self.waiting = 0

@@ -145,10 +145,13 @@ class Rosie:
     """A trained Rosie ready to chat. Build it with :meth:`load`."""
 
     def __init__(self, loaded: LoadedRosie, options: SamplingOptions, memory_path: Path,
-                 max_message_chars: int = 4000, memory_k: int = 4, tag: str = "", label: str = "") -> None:
+                 max_message_chars: int = 4000, memory_k: int = 4, tag: str = "", label: str = "",
+                 registry_names: tuple[str, ...] = ()) -> None:
         self.loaded, self.options = loaded, options
         #: How the model was asked for (``models:/rosie@champion (version 3)``), for people to read.
         self.label = label or str(loaded.folder)
+        #: The registry names she was loaded by (``rosie@champion``, ``rosie/3``), for clients to ask for.
+        self.registry_names = registry_names
         self.memory_path, self.memory_k, self.max_message_chars = memory_path, memory_k, max_message_chars
         self.model_tag = tag
         self._memory: MemoryStore | None = None
@@ -159,7 +162,8 @@ class Rosie:
              max_message_chars: int = 4000) -> Rosie:
         """``source``: a model folder, a downloaded MLflow model, or ``models:/rosie@champion``-style URI.
         ``device`` auto picks CUDA (in bf16) when there is one; ``int8`` quantizes for CPU."""
-        folder, label = resolve_model(source)
+        located = resolve_model(source)
+        folder = located.folder
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
@@ -175,7 +179,7 @@ class Rosie:
         weights = loaded.weights  # memory vectors are tagged with the weights that made them
         tag = f"{weights.resolve()}@{weights.stat().st_mtime_ns}{'+int8' if int8 else ''}"
         return cls(loaded, options or sampling_defaults(ModelFolder(folder)), memory_path or memory_db(),
-                   max_message_chars, tag=tag, label=label)
+                   max_message_chars, tag=tag, label=located.label, registry_names=located.registry_names)
 
     @property
     def events(self) -> tuple[str, ...]:

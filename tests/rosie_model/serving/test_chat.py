@@ -299,6 +299,9 @@ def test_a_version_registered_before_the_rooms_still_loads(chat_model_dir, tmp_p
     assert "MLFLOW_TRACKING_URI" not in os.environ  # looking a model up does not repoint every later process
     assert rosie.loaded.folder.resolve() == (logged / "artifacts" / "model").resolve()
     assert rosie.label == f"models:/rosie@champion (version {version.version})"  # what rosie web and chat show
+    from rosie_model.serving.api import served_ids
+
+    assert served_ids(rosie) == ["rosie", "rosie@champion", f"rosie/{version.version}"]  # what /v1/models lists
     assert rosie.reply(HELLO).emotion
 
 
