@@ -146,9 +146,11 @@ def _load_chat(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _chat(args: argparse.Namespace) -> int:
+    from rosie_model.core.layout import feedback_db
     from rosie_model.serving import terminal
+    from rosie_model.serving.feedback import FeedbackStore
 
-    return terminal.run(_load_chat(args), args.user)
+    return terminal.run(_load_chat(args), args.user, FeedbackStore(feedback_db()))
 
 
 def _web(args: argparse.Namespace) -> int:

@@ -76,6 +76,20 @@ class FeedbackStore:
             db.execute("INSERT INTO completions VALUES (?, ?, ?, ?, ?, ?)",
                        (completion_id, time.time(), model, user_id, json.dumps(messages), json.dumps(choices)))
 
+    def add_choice(self, completion_id: str, choice: dict[str, Any]) -> int:
+        """Add one more alternative to a completion (a regenerated reply, a "swipe"); its index."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT choices FROM completions WHERE id = ?", (completion_id,)).fetchone()
+            if row is None:
+                db.execute("ROLLBACK")
+                raise FeedbackError(f"no completion {completion_id!r} to add an alternative to")
+            choices = json.loads(row[0])
+            choices.append({**choice, "index": len(choices)})
+            db.execute("UPDATE completions SET choices = ? WHERE id = ?", (json.dumps(choices), completion_id))
+            db.execute("COMMIT")
+            return len(choices) - 1
+
     def add_feedback(self, completion_id: str, choice: int, rating: int | None, kept: bool) -> Feedback:
         """Store one rating or kept alternative; FeedbackError if the completion or the alternative is unknown."""
         with self._connect() as db:

@@ -90,6 +90,44 @@ def test_terminal_chat_streams_shows_emotions_takes_events_and_remembers(chat_mo
     assert "rosie: 0 memories" in listed.stdout
 
 
+def test_terminal_retry_and_ratings_become_preference_data(chat_model_dir, tmp_path):
+    from rosie_model.serving.feedback import FeedbackStore
+
+    home = tmp_path / "home"
+    child = spawn_chat(home, chat_model_dir)
+    child.sendline("/good")
+    child.expect("no reply to rate yet")
+    child.expect("you> ")
+    child.sendline("Tell me a joke!")
+    child.expect(REPLY)
+    child.expect("you> ")
+    child.sendline("/retry")  # greedy settings: the retry samples, so it is another reply
+    child.expect(REPLY)
+    child.expect("you> ")
+    child.sendline("/good")
+    child.expect("noted")
+    child.expect("you> ")
+    child.sendline("Haha, another one?")  # going on from the retried reply keeps it
+    child.expect(REPLY)
+    child.expect("you> ")
+    child.sendline("/bad")
+    child.expect("noted")
+    child.expect("you> ")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    store = FeedbackStore(home / "feedback" / "feedback.db")
+    first, second = [store.feedback()[i].completion_id for i in (0, 2)]
+    joke = store.completion(first)
+    assert joke["messages"] == [{"role": "user", "content": "Tell me a joke!"}] and joke["user"] == "local"
+    assert [c["index"] for c in joke["choices"]] == [0, 1]
+    assert [(f.completion_id, f.choice, f.rating, f.kept) for f in store.feedback()] == [
+        (first, 1, 1, False), (first, 1, None, True), (second, 0, -1, False)]
+    followed = store.completion(second)["messages"]
+    assert followed[1] == {"role": "rosie", "content": joke["choices"][1]["text"], "emotion": joke["choices"][1]["emotion"]}
+
+
 def test_chat_with_a_missing_model_or_alias_says_so_without_a_traceback(tmp_path):
     for model, expected in ((str(tmp_path / "nowhere"), "no model folder at"),
                             ("models:/rosie@champion", "no registered model 'rosie'")):
