@@ -4,7 +4,7 @@
 * ``GET /v1/models``; ``POST /v1/chat/completions`` (roles system / developer / user / assistant, ``n``
   alternatives, ``stop``, ``seed``, ``temperature``, ``top_p``, ``max_tokens``, presence / frequency penalty
   onto her repetition penalty, ``user`` as the long-term memory's user, ``stream`` as server-sent events);
-  ``POST /tokenize`` and ``/detokenize``; ``POST /api/classify`` (the emotion of a text, in the shape
+  ``POST /v1/completions`` for text-mode frontends (the same, streamed too); ``POST /tokenize`` and ``/detokenize``; ``POST /api/classify`` (the emotion of a text, in the shape
   SillyTavern's Character Expressions reads); ``POST /v1/feedback``; ``GET /health``.
 * Rosie's extras ride in a ``rosie`` field both ways: the request's ``event`` (drag, poke, …), ``persona``
   and ``use_system_prompt`` (a frontend's own system prompt replaces her trained one only when asked); each
@@ -391,7 +391,7 @@ def create_app(server: Server) -> FastAPI:
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         server.admit()
         if request.stream:
-            return StreamingResponse(_chat_stream(server, request, messages, completion_id, created),
+            return StreamingResponse(_stream(server, request, messages, completion_id, created, chat=True),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-store"})
         choices = await _answer(server, request, messages)
         server.record(completion_id, request, messages, choices)
@@ -406,17 +406,17 @@ def create_app(server: Server) -> FastAPI:
         """Text completion, for frontends in text mode: the prompt is read as the user's message (her own
         template frames it; a frontend's instruct template inside it is read as text, never as control tokens)."""
         server.check_model(request.model)
-        if request.stream:
-            raise ApiError(400, "streaming text completions is not supported yet: use /v1/chat/completions",
-                           param="stream")
         prompt = request.prompt if isinstance(request.prompt, str) else "\n".join(request.prompt)
         messages = [{"role": "user", "content": prompt}]
         server.validate(messages, request)
+        completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         server.admit()
+        if request.stream:
+            return StreamingResponse(_stream(server, request, messages, completion_id, created, chat=False),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-store"})
         choices = await _answer(server, request, messages)
-        completion_id = f"cmpl-{uuid.uuid4().hex}"
         server.record(completion_id, request, messages, choices)
-        return {"id": completion_id, "object": "text_completion", "created": int(time.time()), "model": request.model,
+        return {"id": completion_id, "object": "text_completion", "created": created, "model": request.model,
                 "choices": [{"index": c.index, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None,
                              "rosie": c.extras()} for c in choices],
                 "usage": server.usage(choices)}
@@ -482,33 +482,41 @@ async def _answer(server: Server, request: Sampling, messages: list[dict[str, An
         server.release()
 
 
-async def _chat_stream(server: Server, request: ChatRequest, messages: list[dict[str, Any]], completion_id: str,
-                       created: int) -> AsyncIterator[bytes]:
-    """The completion as server-sent events: per alternative a first chunk with the role and her emotion,
-    the text in pieces, a last chunk with the finish reason, memories and facts; then usage if asked; [DONE]."""
+async def _stream(server: Server, request: Sampling, messages: list[dict[str, Any]], completion_id: str,
+                  created: int, chat: bool) -> AsyncIterator[bytes]:
+    """The completion as server-sent events: per alternative a first chunk with her emotion (and, for a chat,
+    the role), the text in pieces, a last chunk with the finish reason, memories and facts; then usage if
+    asked; [DONE]. ``chat``: chat completion chunks (``delta``), else text completion chunks (``text``)."""
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    kind = "chat.completion.chunk" if chat else "text_completion"
 
-    def chunk(index: int, delta: dict[str, Any], finish: str | None = None, extras: dict[str, Any] | None = None) -> bytes:
-        choice: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
+    def chunk(index: int, text: str | None, finish: str | None = None, extras: dict[str, Any] | None = None,
+              first: bool = False) -> bytes:
+        choice: dict[str, Any] = {"index": index, "finish_reason": finish, "logprobs": None}
+        if chat:
+            choice["delta"] = {"role": "assistant", "content": ""} if first else (
+                {} if text is None else {"content": text})
+        else:
+            choice["text"] = text or ""
         if extras is not None:
             choice["rosie"] = extras
-        return _sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                     "model": request.model, "choices": [choice]})
+        return _sse({"id": completion_id, "object": kind, "created": created, "model": request.model,
+                     "choices": [choice]})
 
     async def on_start(index: int, emotion: str) -> None:
-        await queue.put(chunk(index, {"role": "assistant", "content": ""}, extras={"emotion": emotion}))
+        await queue.put(chunk(index, None, extras={"emotion": emotion}, first=True))
 
     async def on_piece(index: int, text: str) -> None:
-        await queue.put(chunk(index, {"content": text}))
+        await queue.put(chunk(index, text))
 
     async def produce() -> None:
         try:
             choices = await server.alternatives(messages, request, on_piece, on_start)
             for c in choices:
-                await queue.put(chunk(c.index, {}, c.finish_reason, c.extras()))
+                await queue.put(chunk(c.index, None, c.finish_reason, c.extras()))
             await asyncio.to_thread(server.record, completion_id, request, messages, choices)
             if (request.stream_options or {}).get("include_usage"):
-                await queue.put(_sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                await queue.put(_sse({"id": completion_id, "object": kind, "created": created,
                                       "model": request.model, "choices": [], "usage": server.usage(choices)}))
         except (ChatError, ValueError, ApiError) as exc:
             error = exc if isinstance(exc, ApiError) else ApiError(400, str(exc))

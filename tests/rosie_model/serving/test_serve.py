@@ -99,6 +99,17 @@ def test_stop_strings_and_alternatives(served):
     assert [c.index for c in two.choices] == [0, 1] and all(c.model_extra["rosie"]["emotion"] for c in two.choices)
 
 
+def test_text_completions_for_text_mode_frontends_stream_too(served):
+    client, _, _ = served
+    whole = client.completions.create(model="rosie", prompt="Hello there", max_tokens=12)
+    assert whole.object == "text_completion" and whole.choices[0].text and whole.usage.completion_tokens > 0
+    chunks = list(client.completions.create(model="rosie", prompt="Hello there", max_tokens=12, stream=True,
+                                            stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].text == "" and chunks[0].choices[0].model_extra["rosie"]["emotion"]  # emotion first
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == whole.choices[0].text  # same greedy reply
+    assert chunks[-2].choices[0].finish_reason in ("stop", "length") and chunks[-1].usage.total_tokens > 0
+
+
 def test_an_event_rides_in_the_extra_field(served):
     client, _, _ = served
     poked = client.chat.completions.create(model="rosie", messages=[], extra_body={"rosie": {"event": "poke"}})
