@@ -130,8 +130,8 @@ class TerminalChat:
             self.say("rosie: nothing to retry yet; say something first")
             return
         options = self.rosie.options
-        options = dataclasses.replace(options, seed=options.seed + turn.alternatives,
-                                      temperature=options.temperature or RETRY_TEMPERATURE)
+        seed = None if options.seed is None else options.seed + turn.alternatives  # unseeded: random anyway
+        options = dataclasses.replace(options, seed=seed, temperature=options.temperature or RETRY_TEMPERATURE)
         reply = self._speak(turn.before, turn.sent, options, remember=False)
         if reply is None:
             return
