@@ -76,37 +76,38 @@ class FeedbackStore:
             db.execute("INSERT INTO completions VALUES (?, ?, ?, ?, ?, ?)",
                        (completion_id, time.time(), model, user_id, json.dumps(messages), json.dumps(choices)))
 
-    def add_choice(self, completion_id: str, choice: dict[str, Any]) -> int:
-        """Add one more alternative to a completion (a regenerated reply, a "swipe"); its index."""
+    @contextmanager
+    def _changing(self, completion_id: str) -> Iterator[tuple[sqlite3.Connection, list[dict[str, Any]]]]:
+        """One write transaction about a stored completion: the connection and its alternatives; committed when
+        the block ends, rolled back when it raises (FeedbackError for a completion the store never gave)."""
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT choices FROM completions WHERE id = ?", (completion_id,)).fetchone()
-            if row is None:
+            try:
+                row = db.execute("SELECT choices FROM completions WHERE id = ?", (completion_id,)).fetchone()
+                if row is None:
+                    raise FeedbackError(f"no completion {completion_id!r}: feedback names the id a completion returned")
+                yield db, json.loads(row[0])
+            except BaseException:
                 db.execute("ROLLBACK")
-                raise FeedbackError(f"no completion {completion_id!r} to add an alternative to")
-            choices = json.loads(row[0])
+                raise
+            db.execute("COMMIT")
+
+    def add_choice(self, completion_id: str, choice: dict[str, Any]) -> int:
+        """Add one more alternative to a completion (a regenerated reply, a "swipe"); its index."""
+        with self._changing(completion_id) as (db, choices):
             choices.append({**choice, "index": len(choices)})
             db.execute("UPDATE completions SET choices = ? WHERE id = ?", (json.dumps(choices), completion_id))
-            db.execute("COMMIT")
-            return len(choices) - 1
+        return len(choices) - 1
 
     def add_feedback(self, completion_id: str, choice: int, rating: int | None, kept: bool) -> Feedback:
         """Store one rating or kept alternative; FeedbackError if the completion or the alternative is unknown."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT choices FROM completions WHERE id = ?", (completion_id,)).fetchone()
-            if row is None:
-                db.execute("ROLLBACK")
-                raise FeedbackError(f"no completion {completion_id!r}: feedback names the id a completion returned")
-            alternatives = len(json.loads(row[0]))
-            if not 0 <= choice < alternatives:
-                db.execute("ROLLBACK")
-                raise FeedbackError(f"completion {completion_id!r} has {alternatives} alternative(s); "
+        with self._changing(completion_id) as (db, choices):
+            if not 0 <= choice < len(choices):
+                raise FeedbackError(f"completion {completion_id!r} has {len(choices)} alternative(s); "
                                     f"choice {choice} is not one of them")
             cursor = db.execute("INSERT INTO feedback (created, completion_id, choice, rating, kept) VALUES (?, ?, ?, ?, ?)",
                                 (time.time(), completion_id, choice, rating, int(kept)))
-            db.execute("COMMIT")
-            return Feedback(int(cursor.lastrowid or 0), completion_id, choice, rating, kept)
+        return Feedback(int(cursor.lastrowid or 0), completion_id, choice, rating, kept)
 
     def feedback(self) -> list[Feedback]:
         with self._connect() as db:
