@@ -208,6 +208,11 @@ class ChatHandler(BaseHTTPRequestHandler):
 
 
 def run(rosie: Rosie, user_id: str, host: str = "127.0.0.1", port: int = 7860) -> int:
+    import signal
+
+    # SIGTERM stops the server even when whatever started it ignored the signal (an ignored signal is inherited
+    # through exec: a CI run saw `rosie web` outlive the SIGTERM meant to stop it)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     server = ChatServer(rosie, user_id, host, port)
     print(f"rosie web: chat with Rosie on {server.url} (Ctrl-C stops)", flush=True)
     try:
