@@ -298,7 +298,6 @@ def quiet_libraries() -> None:
     for message, category in ((r".*is_gradient_checkpointing", FutureWarning),
                               (r"The specified dataset source can be interpreted in multiple ways", UserWarning),
                               (r"Setting `save_embedding_layers` to `True`", UserWarning),  # Rosie resized on purpose
-                              (r".*Add type hints to the `predict` method", UserWarning),
                               (r".*An input example was not provided", UserWarning)):
         warnings.filterwarnings("ignore", message=message, category=category)
 

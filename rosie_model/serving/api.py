@@ -4,8 +4,9 @@
 * ``GET /v1/models``; ``POST /v1/chat/completions`` (roles system / developer / user / assistant, ``n``
   alternatives, ``stop``, ``seed``, ``temperature``, ``top_p``, ``max_tokens``, presence / frequency penalty
   onto her repetition penalty, ``user`` as the long-term memory's user, ``stream`` as server-sent events);
-  ``POST /v1/completions`` for text-mode frontends (the same, streamed too); ``POST /tokenize`` and ``/detokenize``; ``POST /api/classify`` (the emotion of a text, in the shape
-  SillyTavern's Character Expressions reads); ``POST /v1/feedback``; ``GET /health``.
+  ``POST /v1/completions`` for text-mode frontends (the same, streamed too); ``POST /tokenize`` and
+  ``/detokenize``; ``POST /api/classify`` (the emotion of a text, in the shape SillyTavern's Character
+  Expressions reads); ``POST /v1/feedback``; ``GET /health``.
 * Rosie's extras ride in a ``rosie`` field both ways: the request's ``event`` (drag, poke, …), ``persona``
   and ``use_system_prompt`` (a frontend's own system prompt replaces her trained one only when asked); each
   choice's ``emotion`` (streamed before the first word), ``memories`` recalled and ``learned`` facts.

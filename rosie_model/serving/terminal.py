@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from rosie_model.serving.chat import ChatError, Reply, Rosie
+from rosie_model.serving.generate import SamplingOptions
 from rosie_model.serving.feedback import FeedbackStore
 
 #: /retry samples at this temperature when her own settings are greedy (greedy would say the same again).
@@ -44,7 +45,11 @@ class Turn:
     before: list[dict[str, Any]]  # the history before the user's message (or event) it answered
     sent: list[dict[str, Any]]  # that message, or the event
     alternatives: int = 1
-    shown: int = 0
+
+    @property
+    def shown(self) -> int:
+        """The alternative on screen: the newest (a retry replaces the reply shown)."""
+        return self.alternatives - 1
 
 
 class TerminalChat:
@@ -136,9 +141,7 @@ class TerminalChat:
         if reply is None:
             return
         if self.feedback is not None:
-            turn.shown = self.feedback.add_choice(turn.completion_id, {"text": reply.text, "emotion": reply.emotion})
-        else:
-            turn.shown = turn.alternatives
+            self.feedback.add_choice(turn.completion_id, {"text": reply.text, "emotion": reply.emotion})
         turn.alternatives += 1
 
     def rate(self, rating: int) -> None:
@@ -151,7 +154,7 @@ class TerminalChat:
         self.feedback.add_feedback(self.turn.completion_id, self.turn.shown, rating, kept=False)
         self.say(f"(noted: {'👍' if rating > 0 else '👎'} for that reply; ratings teach the next Rosie)")
 
-    def _speak(self, before: list[dict[str, Any]], sent: list[dict[str, Any]], options: Any,
+    def _speak(self, before: list[dict[str, Any]], sent: list[dict[str, Any]], options: SamplingOptions,
                remember: bool) -> Reply | None:
         """Stream her reply to ``before`` + ``sent``; on success the history becomes that plus her reply."""
         event = sent[0]["content"] if sent[0]["role"] == "event" else None

@@ -20,6 +20,7 @@ Bodies are bounded and must say their length; a client that stalls is dropped af
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -208,8 +209,6 @@ class ChatHandler(BaseHTTPRequestHandler):
 
 
 def run(rosie: Rosie, user_id: str, host: str = "127.0.0.1", port: int = 7860) -> int:
-    import signal
-
     # SIGTERM stops the server even when whatever started it ignored the signal (an ignored signal is inherited
     # through exec: a CI run saw `rosie web` outlive the SIGTERM meant to stop it)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
