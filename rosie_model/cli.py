@@ -153,17 +153,9 @@ def _chat(args: argparse.Namespace) -> int:
     return terminal.run(_load_chat(args), args.user, FeedbackStore(feedback_db()))
 
 
-def _web(args: argparse.Namespace) -> int:
-    from rosie_model.serving import web
-
-    rosie = _load_chat(args)
-    try:
-        return web.run(rosie, args.user, args.host, args.port)
-    except OSError as exc:  # the port is taken, the host is not this machine's
-        raise UsageError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
-
-
 def _serve(args: argparse.Namespace) -> int:
+    """``rosie serve`` and ``rosie web``: one server (the OpenAI API and the web chat page); they differ in
+    the default port and in what they announce."""
     import os
 
     from rosie_model.core.layout import feedback_db
@@ -176,7 +168,8 @@ def _serve(args: argparse.Namespace) -> int:
                          "--api-key KEY or ROSIE_API_KEY (clients send it as `Authorization: Bearer KEY`)")
     rosie = _load_chat(args)
     try:
-        return api.run(rosie, FeedbackStore(feedback_db()), args.host, args.port, key, args.max_waiting)
+        return api.run(rosie, FeedbackStore(feedback_db()), args.host, args.port, key, args.max_waiting, args.user,
+                       web=args.command == "web")
     except OSError as exc:  # the port is taken, the host is not this machine's
         raise UsageError(f"cannot serve on {args.host}:{args.port}: {exc}") from exc
 
@@ -263,19 +256,17 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     _chat_arguments(chat)
     chat.set_defaults(func=_chat)
 
-    web = add("web", help="a web chat with Rosie on 127.0.0.1")
-    _chat_arguments(web)
-    web.add_argument("--host", default="127.0.0.1")
-    web.add_argument("--port", type=int, default=7860)
-    web.set_defaults(func=_web)
-
-    serve = add("serve", help="Rosie behind the OpenAI API (for SillyTavern, Open WebUI, the openai package)")
-    _chat_arguments(serve)
-    serve.add_argument("--host", default="127.0.0.1", help="another address than loopback needs --api-key")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--api-key", help="required as `Authorization: Bearer KEY` (default: $ROSIE_API_KEY)")
-    serve.add_argument("--max-waiting", type=int, default=16, help="requests in the server at once; more get 503")
-    serve.set_defaults(func=_serve)
+    for name, port, purpose in (("web", 7860, "a web chat with Rosie on 127.0.0.1 (the same server as serve)"),
+                                ("serve", 8000, "Rosie behind the OpenAI API (for SillyTavern, Open WebUI, the openai "
+                                                "package), with the web chat on /")):
+        server = add(name, help=purpose)
+        _chat_arguments(server)
+        server.add_argument("--host", default="127.0.0.1", help="another address than loopback needs --api-key")
+        server.add_argument("--port", type=int, default=port)
+        server.add_argument("--api-key", help="required as `Authorization: Bearer KEY` (default: $ROSIE_API_KEY)")
+        server.add_argument("--max-waiting", type=int, default=16,
+                            help="requests in the server at once; more get 503")
+        server.set_defaults(func=_serve)
 
     memory = add("memory", help="list or forget what Rosie remembers")
     memory.add_argument("action", choices=["list", "forget"])

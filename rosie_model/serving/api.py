@@ -10,6 +10,11 @@
 * Rosie's extras ride in a ``rosie`` field both ways: the request's ``event`` (drag, poke, …), ``persona``
   and ``use_system_prompt`` (a frontend's own system prompt replaces her trained one only when asked); each
   choice's ``emotion`` (streamed before the first word), ``memories`` recalled and ``learned`` facts.
+* Swipes: a request whose ``rosie.alternative_of`` names an earlier completion of the same conversation
+  adds its replies to that completion's alternatives (a regenerated reply), so that ``/v1/feedback`` can
+  say which of them the user kept.
+* For Rosie's own page (``GET /``, the web chat): ``GET /api/info`` (her events, emotions, the page's user),
+  ``GET /api/memories?user=`` and ``DELETE /api/memories[/{id}]?user=`` (what she remembers, and forgetting it).
 * Errors in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, with its statuses; never
   a traceback.
 
@@ -18,9 +23,10 @@ time from each request in turn, so concurrent streams share the model fairly, a 
 itself, and a client that goes away stops its generation at the next token. At most ``max_waiting``
 requests are in the server at once; the next gets 503.
 
-On 127.0.0.1 (the default) the browser rules of ``rosie web`` hold: a ``Host`` that is not this server (DNS
-rebinding) or an ``Origin`` of another site gets 403. Exposed on another address, the server requires an
-API key (``Authorization: Bearer``).
+Other web pages in the same browser are hostile: on 127.0.0.1 (the default) a ``Host`` that is not this
+server (DNS rebinding) or an ``Origin`` of another site gets 403, and every POST must be
+``application/json``, which a cross-site form cannot send without a preflight this server never grants.
+Exposed on another address, the server requires an API key (``Authorization: Bearer``).
 """
 
 from __future__ import annotations
@@ -34,11 +40,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from importlib import resources
 from typing import Any, Literal, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
@@ -79,6 +86,15 @@ class RosieExtras(BaseModel):
     persona: int = 0
     use_system_prompt: bool = False
     """Use the frontend's system messages instead of her trained system prompt."""
+    alternative_of: str | None = None
+    """An earlier completion of this same conversation: these replies are more of its alternatives (swipes)."""
+
+
+class MessageExtras(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event: str
+    """This turn was a desktop event (drag, poke, …), not words: the message's content is ignored."""
 
 
 class ChatMessage(BaseModel):
@@ -86,6 +102,7 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[dict[str, Any]] | None = None
+    rosie: MessageExtras | None = None
 
     def text(self) -> str:
         """The message's text; content parts other than text are refused (Rosie reads text only)."""
@@ -98,7 +115,12 @@ class ChatMessage(BaseModel):
         return "".join(str(part.get("text", "")) for part in self.content)
 
     def for_rosie(self) -> dict[str, Any]:
-        """The message as her template reads it: assistant turns are hers, developer messages system ones."""
+        """The message as her template reads it: assistant turns are hers, developer messages system ones, a
+        user turn with an event in its extras that event."""
+        if self.rosie is not None:
+            if self.role != "user":
+                raise ApiError(400, "only a user turn can be an event", param="messages")
+            return {"role": "event", "content": self.rosie.event}
         role = {"assistant": "rosie", "developer": "system"}.get(self.role, self.role)
         return {"role": role, "content": self.text()}
 
@@ -132,8 +154,9 @@ class Sampling(BaseModel):
         return [s for s in stops if s]
 
     def options(self, base: SamplingOptions, alternative: int) -> SamplingOptions:
-        """Her sampling settings with what the request set; alternative i of a seeded request uses seed + i.
-        The OpenAI penalties (-2..2) become her repetition penalty, 1 + the larger one / 2 (at least 0.5)."""
+        """Her sampling settings with what the request set; alternative i of a completion (counting those a
+        regenerate added) uses seed + i when the request or the server has a seed. The OpenAI penalties
+        (-2..2) become her repetition penalty, 1 + the larger one / 2 (at least 0.5)."""
         given: dict[str, Any] = {}
         if (tokens := self.max_completion_tokens or self.max_tokens) is not None:
             given["max_new_tokens"] = tokens
@@ -145,9 +168,9 @@ class Sampling(BaseModel):
             given["repetition_penalty"] = self.repetition_penalty
         elif penalties:
             given["repetition_penalty"] = max(0.5, 1 + max(penalties) / 2)
-        if self.seed is not None:
-            given["seed"] = self.seed + alternative
-        elif self.n > 1 and base.temperature == 0 and "temperature" not in given:
+        if (seed := self.seed if self.seed is not None else base.seed) is not None:
+            given["seed"] = seed + alternative
+        if (self.n > 1 or alternative > 0) and base.temperature == 0 and "temperature" not in given:
             given["temperature"] = 0.8  # alternatives of a greedy model would all be the same reply
         return dataclasses.replace(base, **given)
 
@@ -214,13 +237,17 @@ class StopCutter:
 @dataclasses.dataclass
 class Choice:
     index: int
+    """Its place in this response."""
+    alternative: int
+    """Its place among the completion's alternatives (what ``/v1/feedback`` names): ``index`` plus those
+    a completion had before a regenerate added this one."""
     text: str
     reply: Reply
     finish_reason: str
 
     def extras(self) -> dict[str, Any]:
         return {"emotion": self.reply.emotion, "memories": list(self.reply.memories),
-                "learned": list(self.reply.learned)}
+                "learned": list(self.reply.learned), "alternative": self.alternative}
 
 
 def served_ids(rosie: Rosie) -> list[str]:
@@ -231,9 +258,11 @@ def served_ids(rosie: Rosie) -> list[str]:
 
 class Server:
     def __init__(self, rosie: Rosie, feedback: FeedbackStore, *, api_key: str | None = None, loopback: bool = True,
-                 port: int = 8000, max_waiting: int = 16) -> None:
-        self.rosie, self.feedback, self.api_key = rosie, feedback, api_key
+                 port: int = 8000, max_waiting: int = 16, user: str = "local") -> None:
+        """``user``: whose long-term memory the web chat page talks with."""
+        self.rosie, self.feedback, self.api_key, self.user = rosie, feedback, api_key, user
         self.loopback, self.port, self.max_waiting = loopback, port, max_waiting
+        self.page = resources.files("rosie_model.serving").joinpath("static/chat.html").read_bytes()
         self.ids = served_ids(rosie)
         self.created = int(time.time())
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rosie-model")
@@ -253,12 +282,14 @@ class Server:
     def release(self) -> None:
         self.waiting -= 1
 
-    def validate(self, messages: list[dict[str, Any]], request: Sampling) -> None:
-        """What can be refused before any model work (and before a stream starts): 400 with the reason."""
+    def validate(self, messages: list[dict[str, Any]], request: Sampling) -> int:
+        """What can be refused before any model work (and before a stream starts): 400 with the reason.
+        Returns how many alternatives the completion has before this request's (0 unless a regenerate)."""
+        before = self.earlier_alternatives(messages, request)
         try:
             self.rosie.check_messages(messages, request.rosie.event)
             for index in range(request.n):
-                request.options(self.rosie.options, index)
+                request.options(self.rosie.options, before + index)
         except ChatInputError as exc:
             raise ApiError(400, str(exc), param="messages") from exc
         except ValueError as exc:
@@ -267,6 +298,20 @@ class Server:
         if not 0 <= request.rosie.persona < personas:
             raise ApiError(400, f"persona {request.rosie.persona} is not one of this model's 0-{personas - 1}",
                            param="rosie.persona")
+        return before
+
+    def earlier_alternatives(self, messages: list[dict[str, Any]], request: Sampling) -> int:
+        """For a regenerate, the alternatives its completion already has; 404 for an unknown completion, 400
+        for one that answered another conversation (its swipes would not be alternatives of one reply)."""
+        if (earlier := request.rosie.alternative_of) is None:
+            return 0
+        stored = self.feedback.completion(earlier)
+        if stored is None:
+            raise ApiError(404, f"no completion {earlier!r} to add alternatives to", param="rosie.alternative_of")
+        if stored["messages"] != stored_conversation(messages, request):
+            raise ApiError(400, f"completion {earlier!r} answered another conversation: a regenerate sends the "
+                           "messages that completion answered", param="rosie.alternative_of")
+        return len(stored["choices"])
 
     def check_model(self, model: str) -> None:
         if model not in self.ids:
@@ -278,15 +323,17 @@ class Server:
         messages = [message.for_rosie() for message in request.messages]
         return [m for m in messages if m["role"] != "system" or request.rosie.use_system_prompt]
 
-    async def alternatives(self, messages: list[dict[str, Any]], request: Sampling,
+    async def alternatives(self, messages: list[dict[str, Any]], request: Sampling, before: int = 0,
                            on_piece: Callable[[int, str], Any] | None = None,
                            on_start: Callable[[int, str], Any] | None = None) -> list[Choice]:
-        """Each of the request's ``n`` replies, decoded on the worker token by token."""
+        """Each of the request's ``n`` replies, decoded on the worker token by token; ``before``: the
+        alternatives its completion already has. Facts are learned from the first reply of a completion only."""
         choices, stops = [], request.stops()
         for index in range(request.n):
             stream: ReplyStream = await self.on_model(
                 self.rosie.reply, messages, event=request.rosie.event, user_id=request.user, stream=True,
-                options=request.options(self.rosie.options, index), remember=index == 0, persona=request.rosie.persona)
+                options=request.options(self.rosie.options, before + index), remember=before + index == 0,
+                persona=request.rosie.persona)
             if on_start is not None:
                 await on_start(index, stream.emotion)
             pieces, cutter, finished = iter(stream), StopCutter(stops), False
@@ -305,18 +352,37 @@ class Server:
                 if not finished:  # the client went away: stop decoding at the next token, out of band
                     self.worker.submit(pieces.close)
             reason = "length" if reply.truncated and not cutter.stopped else "stop"
-            choices.append(Choice(index, cutter.text.strip() if cutter.stopped else reply.text, reply, reason))
+            choices.append(Choice(index, before + index, cutter.text.strip() if cutter.stopped else reply.text, reply,
+                                  reason))
         return choices
 
     def record(self, completion_id: str, request: Sampling, messages: list[dict[str, Any]],
                choices: list[Choice]) -> None:
-        self.feedback.add_completion(completion_id, request.model, request.user, messages,
-                                     [{"index": c.index, "text": c.text, "emotion": c.reply.emotion} for c in choices])
+        """The completion in the feedback store, or a regenerate's replies added to the one it regenerated (each
+        choice's ``alternative`` becomes the index the store gave it: another regenerate may have come first)."""
+        alternatives = [{"index": c.alternative, "text": c.text, "emotion": c.reply.emotion} for c in choices]
+        if request.rosie.alternative_of is None:
+            self.feedback.add_completion(completion_id, request.model, request.user,
+                                         stored_conversation(messages, request), alternatives)
+            return
+        for choice, alternative in zip(choices, alternatives):
+            choice.alternative = self.feedback.add_choice(completion_id, alternative)
 
     def usage(self, choices: list[Choice]) -> dict[str, int]:
         prompt = choices[0].reply.prompt_tokens if choices else 0
         completion = sum(c.reply.tokens for c in choices)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def stored_conversation(messages: list[dict[str, Any]], request: Sampling) -> list[dict[str, Any]]:
+    """The conversation a completion answered, as the feedback store keeps it: with the request's event."""
+    event = request.rosie.event
+    return messages if event is None else [*messages, {"role": "event", "content": event}]
+
+
+def completion_id(request: Sampling, prefix: str) -> str:
+    """A new completion's id, or for a regenerate the id of the completion it adds alternatives to."""
+    return request.rosie.alternative_of or f"{prefix}-{uuid.uuid4().hex}"
 
 
 def _sse(payload: dict[str, Any] | str) -> bytes:
@@ -363,12 +429,41 @@ def create_app(server: Server) -> FastAPI:
                 return error_response(401, "Incorrect API key provided: send `Authorization: Bearer KEY` with the "
                                       "key the server was started with", code="invalid_api_key")
         if request.method == "POST":
+            if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+                return error_response(415, "send the request as application/json")
             declared = request.headers.get("content-length")
             if declared is None or not declared.isascii() or not declared.isdigit():
                 return error_response(411, "the request needs a valid Content-Length")
             if int(declared) > MAX_BODY_BYTES:
                 return error_response(413, f"the request is over {MAX_BODY_BYTES:,} bytes")
         return await call_next(request)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        """The web chat: streaming replies, her face, events, regenerate and swipes, ratings, her memories."""
+        return HTMLResponse(server.page, headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/info")
+    async def info() -> dict[str, Any]:
+        rosie = server.rosie
+        return {"model": server.ids[0], "label": rosie.label, "folder": str(rosie.loaded.folder), "user": server.user,
+                "events": list(rosie.events), "emotions": list(rosie.loaded.model.config.emotions)}
+
+    @app.get("/api/memories")
+    async def memories(user: str) -> dict[str, Any]:
+        entries = await server.on_model(server.rosie.memory.list, user)
+        return {"user": user, "memories": [{"id": m.id, "kind": m.kind, "text": m.text} for m in entries]}
+
+    @app.delete("/api/memories")
+    async def forget_all(user: str) -> dict[str, Any]:
+        return {"user": user, "forgotten": await server.on_model(server.rosie.memory.forget, user)}
+
+    @app.delete("/api/memories/{memory_id}")
+    async def forget(memory_id: int, user: str) -> dict[str, Any]:
+        forgotten = await server.on_model(server.rosie.memory.forget, user, [memory_id])
+        if not forgotten:
+            raise ApiError(404, f"{user!r} has no memory {memory_id}", "not_found_error", param="memory_id")
+        return {"user": user, "forgotten": forgotten}
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -388,15 +483,15 @@ def create_app(server: Server) -> FastAPI:
     async def chat_completions(request: ChatRequest) -> Any:
         server.check_model(request.model)
         messages = server.conversation(request)
-        server.validate(messages, request)
-        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        before = server.validate(messages, request)
+        answer_id, created = completion_id(request, "chatcmpl"), int(time.time())
         server.admit()
         if request.stream:
-            return StreamingResponse(_stream(server, request, messages, completion_id, created, chat=True),
+            return StreamingResponse(_stream(server, request, messages, before, answer_id, created, chat=True),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-store"})
-        choices = await _answer(server, request, messages)
-        server.record(completion_id, request, messages, choices)
-        return {"id": completion_id, "object": "chat.completion", "created": created, "model": request.model,
+        choices = await _answer(server, request, messages, before)
+        server.record(answer_id, request, messages, choices)
+        return {"id": answer_id, "object": "chat.completion", "created": created, "model": request.model,
                 "choices": [{"index": c.index, "message": {"role": "assistant", "content": c.text},
                              "finish_reason": c.finish_reason, "logprobs": None, "rosie": c.extras()}
                             for c in choices],
@@ -409,15 +504,15 @@ def create_app(server: Server) -> FastAPI:
         server.check_model(request.model)
         prompt = request.prompt if isinstance(request.prompt, str) else "\n".join(request.prompt)
         messages = [{"role": "user", "content": prompt}]
-        server.validate(messages, request)
-        completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        before = server.validate(messages, request)
+        answer_id, created = completion_id(request, "cmpl"), int(time.time())
         server.admit()
         if request.stream:
-            return StreamingResponse(_stream(server, request, messages, completion_id, created, chat=False),
+            return StreamingResponse(_stream(server, request, messages, before, answer_id, created, chat=False),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-store"})
-        choices = await _answer(server, request, messages)
-        server.record(completion_id, request, messages, choices)
-        return {"id": completion_id, "object": "text_completion", "created": created, "model": request.model,
+        choices = await _answer(server, request, messages, before)
+        server.record(answer_id, request, messages, choices)
+        return {"id": answer_id, "object": "text_completion", "created": created, "model": request.model,
                 "choices": [{"index": c.index, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None,
                              "rosie": c.extras()} for c in choices],
                 "usage": server.usage(choices)}
@@ -471,10 +566,10 @@ def create_app(server: Server) -> FastAPI:
     return app
 
 
-async def _answer(server: Server, request: Sampling, messages: list[dict[str, Any]]) -> list[Choice]:
+async def _answer(server: Server, request: Sampling, messages: list[dict[str, Any]], before: int) -> list[Choice]:
     """The alternatives of an admitted request (released here)."""
     try:
-        return await server.alternatives(messages, request)
+        return await server.alternatives(messages, request, before)
     except ChatInputError as exc:
         raise ApiError(400, str(exc), param="messages") from exc
     except (ChatError, ValueError) as exc:
@@ -483,7 +578,7 @@ async def _answer(server: Server, request: Sampling, messages: list[dict[str, An
         server.release()
 
 
-async def _stream(server: Server, request: Sampling, messages: list[dict[str, Any]], completion_id: str,
+async def _stream(server: Server, request: Sampling, messages: list[dict[str, Any]], before: int, answer_id: str,
                   created: int, chat: bool) -> AsyncIterator[bytes]:
     """The completion as server-sent events: per alternative a first chunk with her emotion (and, for a chat,
     the role), the text in pieces, a last chunk with the finish reason, memories and facts; then usage if
@@ -501,7 +596,7 @@ async def _stream(server: Server, request: Sampling, messages: list[dict[str, An
             choice["text"] = text or ""
         if extras is not None:
             choice["rosie"] = extras
-        return _sse({"id": completion_id, "object": kind, "created": created, "model": request.model,
+        return _sse({"id": answer_id, "object": kind, "created": created, "model": request.model,
                      "choices": [choice]})
 
     async def on_start(index: int, emotion: str) -> None:
@@ -512,12 +607,12 @@ async def _stream(server: Server, request: Sampling, messages: list[dict[str, An
 
     async def produce() -> None:
         try:
-            choices = await server.alternatives(messages, request, on_piece, on_start)
+            choices = await server.alternatives(messages, request, before, on_piece, on_start)
+            await asyncio.to_thread(server.record, answer_id, request, messages, choices)
             for c in choices:
                 await queue.put(chunk(c.index, None, c.finish_reason, c.extras()))
-            await asyncio.to_thread(server.record, completion_id, request, messages, choices)
             if (request.stream_options or {}).get("include_usage"):
-                await queue.put(_sse({"id": completion_id, "object": kind, "created": created,
+                await queue.put(_sse({"id": answer_id, "object": kind, "created": created,
                                       "model": request.model, "choices": [], "usage": server.usage(choices)}))
         except (ChatError, ValueError, ApiError) as exc:
             error = exc if isinstance(exc, ApiError) else ApiError(400, str(exc))
@@ -537,14 +632,23 @@ async def _stream(server: Server, request: Sampling, messages: list[dict[str, An
 
 
 def run(rosie: Rosie, feedback: FeedbackStore, host: str = "127.0.0.1", port: int = 8000,
-        api_key: str | None = None, max_waiting: int = 16) -> int:
+        api_key: str | None = None, max_waiting: int = 16, user: str = "local", web: bool = False) -> int:
+    """Serve until Ctrl-C or SIGTERM. ``web``: announce the chat page (``rosie web``) rather than the API."""
     import uvicorn
 
     loopback = host in ("127.0.0.1", "::1", "localhost")
-    server = Server(rosie, feedback, api_key=api_key, loopback=loopback, port=port, max_waiting=max_waiting)
-    shown = f"[{host}]" if ":" in host else host
-    print(f"rosie serve: {rosie.label} on http://{shown}:{port}/v1 (OpenAI API"
-          f"{', API key required' if api_key else ''}); feedback in {feedback.path}; Ctrl-C stops", flush=True)
-    uvicorn.run(create_app(server), host=host, port=port, log_level="warning", timeout_keep_alive=30)
+    server = Server(rosie, feedback, api_key=api_key, loopback=loopback, port=port, max_waiting=max_waiting, user=user)
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    key = ", API key required" if api_key else ""
+    if web:
+        print(f"rosie web: chat with {rosie.label} on {base}/ as {user!r} (the OpenAI API on {base}/v1{key}); "
+              "Ctrl-C stops", flush=True)
+    else:
+        print(f"rosie serve: {rosie.label} on {base}/v1 (OpenAI API{key}; the web chat on {base}/); feedback in "
+              f"{feedback.path}; Ctrl-C stops", flush=True)
+    # uvicorn installs its own SIGINT/SIGTERM handlers (so an ignored SIGTERM inherited from a launcher does not
+    # stick); a stream still open at shutdown gets a few seconds, not forever
+    uvicorn.run(create_app(server), host=host, port=port, log_level="warning", timeout_keep_alive=30,
+                timeout_graceful_shutdown=5)
     return 0
 

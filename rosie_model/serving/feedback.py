@@ -114,6 +114,11 @@ class FeedbackStore:
             rows = db.execute("SELECT id, completion_id, choice, rating, kept FROM feedback ORDER BY id").fetchall()
         return [Feedback(i, c, n, r, bool(k)) for i, c, n, r, k in rows]
 
+    def completion_ids(self) -> list[str]:
+        """Every stored completion, oldest first."""
+        with self._connect() as db:
+            return [row[0] for row in db.execute("SELECT id FROM completions ORDER BY created, rowid")]
+
     def completion(self, completion_id: str) -> dict[str, Any] | None:
         with self._connect() as db:
             row = db.execute("SELECT model, user_id, messages, choices FROM completions WHERE id = ?",

@@ -3,7 +3,8 @@
 * real human conversations from the ``chitchat-dataset`` package;
 * Reddit comment chains from the ingest stage (``reddit_threads/*/dialogue_candidates.parquet``);
 * SillyTavern / TavernAI chat logs (``.jsonl``: a metadata line, then one message per line);
-* character cards, V1/V2 JSON or PNG with the card in a ``chara`` text chunk (base64 JSON);
+* character cards, V1/V2/V3 JSON or PNG with the card in a ``ccv3`` or ``chara`` text chunk (base64 JSON;
+  ``tEXt``, ``zTXt`` or ``iTXt``, compressed or not);
 * CharacterAI dumps as exported by the CAI tools / Pygmalion's converters (``histories`` JSON).
 
 Other people's names become ``You`` (the user) and ``Rosie`` (the character), e-mail addresses, IPs
@@ -163,36 +164,71 @@ def read_sillytavern(path: Path) -> Iterator[Imported | Rejected]:
         yield skipped("no_character_turns")
 
 
-def card_from_png(data: bytes) -> dict[str, Any] | None:
-    """The character card in a PNG's ``chara`` tEXt (or iTXt) chunk, or None."""
-    if not data.startswith(PNG_MAGIC):
+#: A card's text chunk may be compressed; more than this once inflated is refused (a zip bomb in a PNG).
+MAX_CARD_BYTES = 8 << 20
+#: The card chunks a PNG may carry, the one frontends prefer first (V3 cards keep a V2 copy in ``chara``).
+CARD_KEYWORDS = (b"ccv3", b"chara")
+
+
+def _inflate(data: bytes) -> bytes | None:
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, MAX_CARD_BYTES)
+    except zlib.error:
         return None
+    return None if inflater.unconsumed_tail else out
+
+
+def png_text_chunks(data: bytes) -> dict[bytes, bytes]:
+    """A PNG's text chunks, keyword to value, as they are written: ``tEXt`` (plain), ``zTXt`` (zlib) and
+    ``iTXt`` (plain or zlib, after a language tag and a translated keyword). A chunk that does not inflate
+    within :data:`MAX_CARD_BYTES` is left out; the first of a repeated keyword wins."""
+    chunks: dict[bytes, bytes] = {}
     pos = len(PNG_MAGIC)
     while pos + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         body = data[pos + 8 : pos + 8 + length]
         pos += 12 + length
-        if kind in (b"tEXt", b"iTXt"):
-            keyword, _, value = body.partition(b"\x00")
-            if keyword == b"chara":
-                if kind == b"iTXt":  # compression flag, method, language, translated keyword
-                    value = value[2:].split(b"\x00", 2)[-1]
-                try:
-                    return json.loads(base64.b64decode(value))
-                except (ValueError, RecursionError):  # binascii, JSON and UTF-8 errors are ValueErrors
-                    return None
         if kind == b"IEND":
             break
+        if kind not in (b"tEXt", b"zTXt", b"iTXt"):
+            continue
+        keyword, _, rest = body.partition(b"\x00")
+        value: bytes | None = rest
+        if kind == b"zTXt":  # compression method, then the zlib stream
+            value = _inflate(rest[1:])
+        elif kind == b"iTXt":  # compression flag, method, language tag, translated keyword, then the text
+            compressed, text = rest[:1] == b"\x01", rest[2:].split(b"\x00", 2)[-1]
+            value = _inflate(text) if compressed else text
+        if value is not None:
+            chunks.setdefault(keyword, value)
+    return chunks
+
+
+def card_from_png(data: bytes) -> dict[str, Any] | None:
+    """The character card a PNG carries (base64 JSON in a ``ccv3`` or ``chara`` text chunk), or None."""
+    if not data.startswith(PNG_MAGIC):
+        return None
+    chunks = png_text_chunks(data)
+    for keyword in CARD_KEYWORDS:
+        if keyword in chunks:
+            try:
+                card = json.loads(base64.b64decode(chunks[keyword]))
+            except (ValueError, RecursionError):  # binascii, JSON and UTF-8 errors are ValueErrors
+                continue
+            if isinstance(card, dict):
+                return card
     return None
 
 
 def read_card(path: Path, registry: PersonaRegistry) -> Iterator[Imported | Rejected]:
-    """A V1/V2 character card (JSON, or PNG with a ``chara`` chunk): its greeting and example dialogues."""
+    """A V1/V2/V3 character card (JSON, or PNG with a ``ccv3``/``chara`` chunk): its greeting and example
+    dialogues."""
     raw = path.read_bytes()
     if raw.startswith(PNG_MAGIC):
         card = card_from_png(raw)
         if card is None:
-            yield bad("png_without_card", None, "no 'chara' text chunk with a base64 JSON card", raw[:64])
+            yield bad("png_without_card", None, "no 'ccv3' or 'chara' text chunk with a base64 JSON card", raw[:64])
             return
     else:
         try:

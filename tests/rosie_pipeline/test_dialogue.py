@@ -143,6 +143,48 @@ def test_character_cards_json_and_png(tmp_path):
     assert problem.reason == "png_without_card"
 
 
+def test_cards_as_real_tools_write_them_compressed_or_not_v1_to_v3(tmp_path):
+    """Pillow writes the text chunks the way card editors do: tEXt, zTXt (``zip=True``) and compressed iTXt.
+    A V3 card's ``ccv3`` chunk is read before its V2 copy in ``chara``; a zip bomb in a chunk is no card."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    def card_png(name: str, chunks: list[tuple[str, dict | bytes, str]]) -> Path:
+        info = PngInfo()
+        for keyword, card, how in chunks:
+            value = card if isinstance(card, bytes) else base64.b64encode(json.dumps(card).encode())
+            if how == "itxt":
+                info.add_itxt(keyword, value.decode("latin-1"), zip=True)
+            else:
+                info.add_text(keyword, value.decode("latin-1"), zip=how == "ztxt")
+        path = tmp_path / name
+        Image.new("RGB", (4, 6), (255, 200, 220)).save(path, pnginfo=info)
+        return path
+
+    v1 = {"name": "Old Tom", "first_mes": "Hello from Old Tom.", "mes_example": ""}
+    v2 = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {"name": "Juno", "first_mes": "Hi, I'm Juno (v2)."}}
+    v3 = {"spec": "chara_card_v3", "spec_version": "3.0", "data": {"name": "Juno", "first_mes": "Hi, I'm Juno (v3).",
+                                                                    "group_only_greetings": [], "assets": []}}
+    registry = PersonaRegistry(tmp_path / "personas.json")
+
+    def greeting(path: Path) -> str:
+        [imported] = [i for i in read_card(path, registry) if isinstance(i, Imported)]
+        return imported.turns[0].text
+
+    assert greeting(card_png("v1.png", [("chara", v1, "text")])) == "Hello from Rosie."
+    assert greeting(card_png("v2z.png", [("chara", v2, "ztxt")])) == "Hi, I'm Rosie (v2)."
+    assert greeting(card_png("v2i.png", [("chara", v2, "itxt")])) == "Hi, I'm Rosie (v2)."
+    assert greeting(card_png("v3.png", [("chara", v2, "text"), ("ccv3", v3, "itxt")])) == "Hi, I'm Rosie (v3)."
+    assert greeting(card_png("v3bad.png", [("ccv3", b"not base64 json", "text"), ("chara", v2, "text")])) == \
+        "Hi, I'm Rosie (v2)."  # a broken V3 chunk falls back to the V2 copy
+    info = PngInfo()
+    info.add_text("chara", "A" * (64 << 20), zip=True)  # 64 MiB once inflated, a few KB on disk
+    Image.new("RGB", (1, 1)).save(tmp_path / "bomb.png", pnginfo=info)
+    assert (tmp_path / "bomb.png").stat().st_size < 1 << 20
+    [problem] = list(read_card(tmp_path / "bomb.png", registry))
+    assert problem.reason == "png_without_card"
+
+
 def test_characterai_dump_and_dispatch(tmp_path):
     dump = {"info": {"character": {"name": "Sage"}}, "histories": {"histories": [{"msgs": [
         {"src": {"name": "Kim", "is_human": True}, "text": "Hey Sage, I'm Kim."},

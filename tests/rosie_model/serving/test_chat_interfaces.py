@@ -137,54 +137,86 @@ def test_chat_with_a_missing_model_or_alias_says_so_without_a_traceback(tmp_path
         assert expected in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
-def _post(url: str, payload: dict) -> tuple[int, list[dict]]:
-    request = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, [json.loads(line) for line in response.read().decode().splitlines()]
-    except urllib.error.HTTPError as error:
-        return error.code, [json.loads(error.read())]
+def _until(browser: Browser, expression: str, seconds: float = 60) -> object:
+    """The first truthy value of a page expression, polled; fails when none comes within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if value := browser.evaluate(expression):
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"the page never gave {expression!r}")
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
 
 
 def test_web_chat_in_headless_chromium(chat_model_dir, tmp_path):
+    """The page on the OpenAI API: a streamed reply with her face, regenerate and swipe, a rating, an event,
+    and her memories listed and forgotten, all as a user clicks them."""
+    from rosie_model.serving.feedback import FeedbackStore
+
     chromium = chromium_or_skip()
-    port = free_port()
-    server = subprocess.Popen(rosie_command(tmp_path / "home", "web", "--model", str(chat_model_dir), "--port",
-                                            str(port), "--seed", "0", "--max-tokens", "16"),
+    port, home = free_port(), tmp_path / "home"
+    server = subprocess.Popen(rosie_command(home, "web", "--model", str(chat_model_dir), "--port", str(port),
+                                            "--seed", "0", "--max-tokens", "16"),
                               cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                               stderr=(tmp_path / "server.log").open("wb"))  # a file: a full pipe cannot stall it
     browser = None
     base = f"http://127.0.0.1:{port}"
+    newest = "[...document.querySelectorAll('.rosie[data-done]')].at(-1)"
     try:
         wait_for(f"{base}/api/info", 120)
+        info = _get(f"{base}/api/info")
+        event = info["events"][0]
         browser = Browser(chromium, tmp_path / "profile")
-        browser.text_after(f"{base}/", ["Rosie", "/poke"], 60)
+        browser.text_after(f"{base}/", ["Rosie", f"/{event}", info["label"]], 60)
+        assert browser.evaluate("document.getElementById('model').textContent") == info["label"] == str(chat_model_dir)
+        assert browser.evaluate("document.getElementById('user').textContent") == info["user"] == "local"
+
         browser.evaluate("document.getElementById('message').value = 'My name is Robin!';"
                          "document.getElementById('send').click()")
-        deadline, done = time.monotonic() + 60, None
-        while time.monotonic() < deadline and not done:
-            done = browser.evaluate("(() => { const b = document.querySelector('.rosie[data-done]');"
-                                    " return b && {emotion: b.dataset.emotion, text: b.querySelector('.text').textContent,"
-                                    " face: document.getElementById('emotion').textContent}; })()")
-            time.sleep(0.5)
-        assert done, "no reply appeared on the page"
-        info = json.loads(urllib.request.urlopen(f"{base}/api/info", timeout=10).read())
-        assert done["emotion"] in info["emotions"] and done["face"] == done["emotion"]
-        assert done["text"] and "<|" not in done["text"]
-        assert info["model"] == str(chat_model_dir)
-        browser.text_after(f"{base}/", ["Rosie", info["model"]], 60)  # the header is filled once /api/info answers
-        assert browser.evaluate("document.getElementById('model').textContent") == info["model"]  # names what was asked for
-        memory = json.loads(urllib.request.urlopen(f"{base}/api/memory", timeout=10).read())
-        assert "The user's name is Robin." in [m["text"] for m in memory["memories"]]
+        first = _until(browser, f"(() => {{ const b = {newest}; return b && {{emotion: b.dataset.emotion, "
+                                "text: b.querySelector('.text').textContent, count: b.querySelector('.count').textContent, "
+                                "face: document.getElementById('emotion').textContent}; })()")
+        assert first["emotion"] in info["emotions"] and first["face"] == first["emotion"]
+        assert first["text"] and "<|" not in first["text"] and first["count"] == "1/1"
+        _until(browser, "[...document.querySelectorAll('#memories li')].some(li => li.textContent.includes('Robin'))")
 
-        status, lines = _post(f"{base}/api/chat", {"session": "s", "event": "pet"})
-        assert status == 200 and lines[0]["emotion"] and lines[-1]["done"]
-        for payload, problem in (({"session": "s", "message": ""}, "empty"),
-                                 ({"session": "s", "message": "y" * 100_000}, "100,000 characters"),
-                                 ({"session": "s", "event": "juggle"}, "unknown event"),
-                                 ({"session": "s"}, "either a 'message' or an 'event'")):
-            status, lines = _post(f"{base}/api/chat", payload)
-            assert status == 400 and problem in lines[0]["error"], lines
+        browser.evaluate(f"{newest}.querySelector('.regenerate').click()")  # a swipe: another reply to the same turn
+        _until(browser, f"{newest}.querySelector('.count').textContent === '2/2'")
+        browser.evaluate(f"{newest}.querySelector('.prev').click()")
+        assert browser.evaluate(f"{newest}.querySelector('.count').textContent") == "1/2"
+        assert browser.evaluate(f"{newest}.querySelector('.text').textContent") == first["text"]
+        browser.evaluate(f"{newest}.querySelector('.up').click()")
+        _until(browser, f"{newest}.querySelector('.up').getAttribute('aria-pressed') === 'true'")
+
+        browser.evaluate(f"document.getElementById('event-{event}').click()")  # going on keeps the shown reply
+        _until(browser, "document.querySelectorAll('.rosie[data-done]').length === 2")
+        assert browser.evaluate("document.querySelector('.rosie .regenerate').disabled")  # only the newest swipes
+
+        store = FeedbackStore(home / "feedback" / "feedback.db")
+        rated = store.feedback()[0].completion_id
+        assert [(f.completion_id, f.choice, f.rating, f.kept) for f in store.feedback()] == [
+            (rated, 0, 1, False), (rated, 0, None, True)]
+        swiped = store.completion(rated)
+        assert swiped["messages"] == [{"role": "user", "content": "My name is Robin!"}]
+        assert [c["index"] for c in swiped["choices"]] == [0, 1] and swiped["choices"][0]["text"] == first["text"]
+        (poked,) = [store.completion(c) for c in store.completion_ids() if c != rated]
+        assert poked["messages"][1]["content"] == first["text"] and poked["messages"][-1] == {"role": "event",
+                                                                                              "content": event}
+
+        fact = "The user's name is Robin."
+        listed = "[...document.querySelectorAll('#memories li')].map(li => li.textContent)"
+        browser.evaluate(f"[...document.querySelectorAll('#memories li')].find(li => li.textContent.startsWith({fact!r}))"
+                         ".querySelector('.forget').click()")
+        _until(browser, f"!{listed}.some(text => text.startsWith({fact!r}))")
+        left = [m["text"] for m in _get(f"{base}/api/memories?user=local")["memories"]]
+        assert fact not in left and left  # that one fact, not the rest
+        browser.evaluate("window.confirm = () => true; document.getElementById('forget-all').click()")
+        _until(browser, f"{listed}.length === 0")
+        assert _get(f"{base}/api/memories?user=local")["memories"] == []
     finally:
         if browser is not None:
             browser.close()

@@ -133,6 +133,48 @@ def test_feedback_is_stored_with_the_conversation_it_rates(served):
     assert httpx.post(f"{base}/v1/feedback", json={"id": done.id, "choice": 5, "rating": "up"}).status_code == 400
 
 
+def test_a_regenerate_adds_an_alternative_to_the_completion_it_redoes(served):
+    """A swipe in a frontend: the same conversation again with ``alternative_of``; the reply joins the earlier
+    completion (same id, the next alternative), so a rating or a kept swipe can name it."""
+    client, base, home = served
+    asked = [{"role": "user", "content": "Tell me about the sea."}]
+    first = client.chat.completions.create(model="rosie", messages=asked)
+    again = client.chat.completions.create(model="rosie", messages=asked, extra_body={"rosie": {"alternative_of": first.id}})
+    assert again.id == first.id and again.choices[0].model_extra["rosie"]["alternative"] == 1
+    streamed = list(client.chat.completions.create(model="rosie", messages=asked, stream=True,
+                                                   extra_body={"rosie": {"alternative_of": first.id}}))
+    assert {c.id for c in streamed} == {first.id}
+    assert [c for c in streamed if c.choices][-1].choices[0].model_extra["rosie"]["alternative"] == 2
+    kept = httpx.post(f"{base}/v1/feedback", json={"id": first.id, "choice": 2, "kept": True})
+    assert kept.status_code == 200
+    with sqlite3.connect(home / "feedback" / "feedback.db") as db:
+        [(choices,)] = db.execute("SELECT choices FROM completions WHERE id = ?", (first.id,)).fetchall()
+    replies = json.loads(choices)
+    assert [c["index"] for c in replies] == [0, 1, 2] and replies[0]["text"] == first.choices[0].message.content
+    assert replies[1]["text"] == again.choices[0].message.content
+    with pytest.raises(openai.BadRequestError, match="answered another conversation"):
+        client.chat.completions.create(model="rosie", messages=[{"role": "user", "content": "Something else"}],
+                                       extra_body={"rosie": {"alternative_of": first.id}})
+    with pytest.raises(openai.NotFoundError, match="no completion"):
+        client.chat.completions.create(model="rosie", messages=asked, extra_body={"rosie": {"alternative_of": "chatcmpl-x"}})
+
+
+def test_her_memories_of_a_user_can_be_listed_and_forgotten(served):
+    client, base, _ = served
+    client.chat.completions.create(model="rosie", user="kim", messages=[{"role": "user", "content": "I live in Oslo."}])
+    client.chat.completions.create(model="rosie", user="kim", messages=[{"role": "user", "content": "My name is Kim."}])
+    listed = httpx.get(f"{base}/api/memories", params={"user": "kim"}).json()["memories"]
+    oslo = [m for m in listed if "Oslo" in m["text"]]
+    assert oslo and any("Kim" in m["text"] for m in listed)
+    assert httpx.delete(f"{base}/api/memories/{oslo[0]['id']}", params={"user": "kim"}).json()["forgotten"] == 1
+    assert httpx.delete(f"{base}/api/memories/{oslo[0]['id']}", params={"user": "kim"}).status_code == 404
+    left = httpx.get(f"{base}/api/memories", params={"user": "kim"}).json()["memories"]
+    assert [m for m in listed if m["id"] != oslo[0]["id"]] == left
+    assert httpx.delete(f"{base}/api/memories", params={"user": "kim"}).json()["forgotten"] == len(left)
+    assert httpx.get(f"{base}/api/memories", params={"user": "kim"}).json()["memories"] == []
+    assert httpx.get(f"{base}/api/memories").status_code == 400  # whose memories: a user is required
+
+
 def test_errors_come_in_openais_shape_never_as_a_traceback(served):
     client, base, _ = served
     with pytest.raises(openai.BadRequestError, match="the message is empty"):
