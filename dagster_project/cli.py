@@ -185,6 +185,7 @@ MODEL_COMMANDS = {
     "web": "a web chat with Rosie on 127.0.0.1",
     "serve": "Rosie behind the OpenAI API on 127.0.0.1:8000 (SillyTavern, Open WebUI, the openai package)",
     "memory": "list or forget what Rosie remembers",
+    "card": "write Rosie as a character card (PNG and JSON, V2/V3) with SillyTavern presets",
     "export": "write a model folder in the Hugging Face Llama format",
 }
 

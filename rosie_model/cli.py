@@ -196,6 +196,19 @@ def _memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _card(args: argparse.Namespace) -> int:
+    from rosie_model.core.layout import rosie_home
+    from rosie_model.serving.card import write_card
+
+    rosie = _load_chat(args)
+    out = args.out or rosie_home() / "card"
+    print(f"rosie: writing {rosie.label} as a character card (her greeting and examples are decoded now)…", flush=True)
+    files = write_card(rosie, out)
+    print(f"rosie: card {files.png} (Character Card V3 + V2 chunks) and {files.json}; SillyTavern text-completion "
+          f"presets in {files.presets[0].parent} (context, instruct, sysprompt)")
+    return 0
+
+
 def _chat_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--model", default="models:/rosie@champion",
                          help="a model folder or registry URI (default: models:/rosie@champion of this home)")
@@ -267,6 +280,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         server.add_argument("--max-waiting", type=int, default=16,
                             help="requests in the server at once; more get 503")
         server.set_defaults(func=_serve)
+
+    card = add("card", help="write Rosie as a character card (PNG and JSON, V2/V3) with SillyTavern presets")
+    _chat_arguments(card)
+    card.add_argument("--out", type=Path, help="where to write it (default: $ROSIE_HOME/card)")
+    card.set_defaults(func=_card)
 
     memory = add("memory", help="list or forget what Rosie remembers")
     memory.add_argument("action", choices=["list", "forget"])

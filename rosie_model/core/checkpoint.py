@@ -20,12 +20,16 @@ from safetensors.torch import load_file, save_file
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """A text file written under a temporary name and renamed, so a killed write leaves the old file whole."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """A file written under a temporary name and renamed, so a killed write leaves the old file whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None,

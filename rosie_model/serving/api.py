@@ -52,6 +52,7 @@ from starlette.exceptions import HTTPException
 from rosie_model.serving.chat import ChatError, ChatInputError, Reply, ReplyStream, Rosie
 from rosie_model.serving.feedback import FeedbackError, FeedbackStore
 from rosie_model.serving.generate import ReplyDecoder, SamplingOptions
+from rosie_model.serving.markup import TurnMarkup
 
 MAX_BODY_BYTES = 1 << 20
 #: Alternatives one request may ask for.
@@ -263,6 +264,7 @@ class Server:
         self.rosie, self.feedback, self.api_key, self.user = rosie, feedback, api_key, user
         self.loopback, self.port, self.max_waiting = loopback, port, max_waiting
         self.page = resources.files("rosie_model.serving").joinpath("static/chat.html").read_bytes()
+        self.markup = TurnMarkup.of(rosie.loaded)
         self.ids = served_ids(rosie)
         self.created = int(time.time())
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rosie-model")
@@ -320,8 +322,14 @@ class Server:
 
     def conversation(self, request: ChatRequest) -> list[dict[str, Any]]:
         """The messages as Rosie reads them: assistant turns are hers; system messages only when asked for."""
-        messages = [message.for_rosie() for message in request.messages]
-        return [m for m in messages if m["role"] != "system" or request.rosie.use_system_prompt]
+        return own_prompt([message.for_rosie() for message in request.messages], request)
+
+    def prompt_conversation(self, request: CompletionRequest) -> list[dict[str, Any]]:
+        """A text-mode prompt as turns: written in her markup (as her SillyTavern instruct preset writes it),
+        the turns it holds; any other text, the user's one message."""
+        prompt = request.prompt if isinstance(request.prompt, str) else "\n".join(request.prompt)
+        turns = self.markup.parse(prompt)
+        return [{"role": "user", "content": prompt}] if turns is None else own_prompt(turns, request)
 
     async def alternatives(self, messages: list[dict[str, Any]], request: Sampling, before: int = 0,
                            on_piece: Callable[[int, str], Any] | None = None,
@@ -372,6 +380,11 @@ class Server:
         prompt = choices[0].reply.prompt_tokens if choices else 0
         completion = sum(c.reply.tokens for c in choices)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def own_prompt(messages: list[dict[str, Any]], request: Sampling) -> list[dict[str, Any]]:
+    """Without a frontend's system messages unless the request asks for them: she keeps her trained prompt."""
+    return [m for m in messages if m["role"] != "system" or request.rosie.use_system_prompt]
 
 
 def stored_conversation(messages: list[dict[str, Any]], request: Sampling) -> list[dict[str, Any]]:
@@ -499,11 +512,10 @@ def create_app(server: Server) -> FastAPI:
 
     @app.post("/v1/completions", response_model=None)
     async def completions(request: CompletionRequest) -> Any:
-        """Text completion, for frontends in text mode: the prompt is read as the user's message (her own
-        template frames it; a frontend's instruct template inside it is read as text, never as control tokens)."""
+        """Text completion, for frontends in text mode: a prompt in her own markup is read back into its turns
+        (their text stays text, never control tokens); any other prompt is the user's message."""
         server.check_model(request.model)
-        prompt = request.prompt if isinstance(request.prompt, str) else "\n".join(request.prompt)
-        messages = [{"role": "user", "content": prompt}]
+        messages = server.prompt_conversation(request)
         before = server.validate(messages, request)
         answer_id, created = completion_id(request, "cmpl"), int(time.time())
         server.admit()

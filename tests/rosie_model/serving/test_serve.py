@@ -110,6 +110,23 @@ def test_text_completions_for_text_mode_frontends_stream_too(served):
     assert chunks[-2].choices[0].finish_reason in ("stop", "length") and chunks[-1].usage.total_tokens > 0
 
 
+def test_a_text_mode_prompt_in_her_markup_is_read_as_its_turns(served):
+    """What SillyTavern's text-completion mode sends with Rosie's instruct preset (``rosie card``): her markup
+    read back into turns (the frontend's system block dropped, she keeps hers); other text is one message."""
+    client, _, home = served
+    prompt = ("<|system|>You are a pirate.\n<|user|>My name is Sam.\nI like <|boats|>.\n<|rosie|>Hi Sam!\n"
+              "<|event:poke|>\n<|user|>What is my name?\n<|rosie|>")
+    done = client.completions.create(model="rosie", prompt=prompt, max_tokens=8)
+    plain = client.completions.create(model="rosie", prompt="Hello there", max_tokens=8)
+    with sqlite3.connect(home / "feedback" / "feedback.db") as db:
+        stored = {i: json.loads(m) for i, m in db.execute("SELECT id, messages FROM completions WHERE id IN (?, ?)",
+                                                          (done.id, plain.id))}
+    assert stored[done.id] == [{"role": "user", "content": "My name is Sam.\nI like <|boats|>."},
+                               {"role": "rosie", "content": "Hi Sam!"}, {"role": "event", "content": "poke"},
+                               {"role": "user", "content": "What is my name?"}]
+    assert stored[plain.id] == [{"role": "user", "content": "Hello there"}]
+
+
 def test_an_event_rides_in_the_extra_field(served):
     client, _, _ = served
     poked = client.chat.completions.create(model="rosie", messages=[], extra_body={"rosie": {"event": "poke"}})
