@@ -59,8 +59,8 @@ class TurnMarkup:
         turn at the end left out; None when the prompt has none of its markers. The contents stay text: they
         are encoded as people's words, so a marker inside a message cannot become a control token, only a
         turn boundary, as in any text-completion backend."""
-        markers = {self.system.before: "system", self.user.before: "user", self.rosie.before: "rosie",
-                   **{text: "event" for text in self.events.values()}}
+        markers = {self.system.before: ("system", ""), self.user.before: ("user", ""), self.rosie.before: ("rosie", ""),
+                   **{text: ("event", name) for name, text in self.events.items()}}
         markers.pop("", None)
         pattern = re.compile("|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True)))
         found = list(pattern.finditer(prompt))
@@ -70,12 +70,11 @@ class TurnMarkup:
         if (lead := prompt[: found[0].start()].strip()) and lead != self.end.strip():
             turns.append({"role": "user", "content": lead})
         for k, match in enumerate(found):
-            role = markers[match.group()]
-            body = prompt[match.end() : found[k + 1].start() if k + 1 < len(found) else len(prompt)]
+            role, event = markers[match.group()]
             if role == "event":
-                name = next(e for e, text in self.events.items() if text == match.group())
-                turns.append({"role": "event", "content": name})
+                turns.append({"role": "event", "content": event})
                 continue
+            body = prompt[match.end() : found[k + 1].start() if k + 1 < len(found) else len(prompt)]
             body = _EMOTION.sub("", body).replace(self.end, "").rstrip()
             body = body.removesuffix(getattr(self, role).after.strip())
             turns.append({"role": role, "content": body.strip()})
