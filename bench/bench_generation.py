@@ -87,11 +87,28 @@ def run_rosie(args: argparse.Namespace, model_dir: Path, int8: bool) -> dict[str
     return {**measure(once, args), "emotion_id": decoder.emotion_id}
 
 
+def first_token_clock() -> Any:
+    """A ``generate`` streamer whose ``at`` is when the first new token came out (the first call is the prompt)."""
+    from transformers.generation.streamers import BaseStreamer
+
+    class FirstToken(BaseStreamer):
+        def __init__(self) -> None:
+            self.calls, self.at = 0, 0.0
+
+        def put(self, value: Any) -> None:
+            self.calls += 1
+            if self.calls == 2:
+                self.at = time.perf_counter()
+
+        def end(self) -> None:
+            pass
+
+    return FirstToken()
+
+
 def run_hf(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
     import torch
     from transformers import LlamaForCausalLM
-    from transformers.generation.streamers import BaseStreamer
-
     from rosie_model.core.config import ModelConfig
     from rosie_model.core.export import export_hf
 
@@ -103,20 +120,8 @@ def run_hf(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
     # so both continue the same context and greedy decoding must agree token for token
     prompt = torch.tensor([prompt_ids(args, ModelConfig.load(model_dir / "config.json").vocab_size) + [args.emotion_id]])
 
-    class FirstToken(BaseStreamer):
-        def __init__(self) -> None:
-            self.calls, self.at = 0, 0.0
-
-        def put(self, value: torch.Tensor) -> None:
-            self.calls += 1
-            if self.calls == 2:  # the first call carries the prompt
-                self.at = time.perf_counter()
-
-        def end(self) -> None:
-            pass
-
     def once() -> tuple[float, float, list[int]]:
-        streamer = FirstToken()
+        streamer = first_token_clock()
         start = time.perf_counter()
         with torch.inference_mode():
             out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=args.new,

@@ -93,8 +93,8 @@ def sequential_generate(model_dir: Path, scratch: Path, count: int, new: int, th
     """``count`` requests all arriving at t = 0, answered one after another by ``generate`` (greedy)."""
     import torch
     from transformers import LlamaForCausalLM
-    from transformers.generation.streamers import BaseStreamer
 
+    from bench.bench_generation import first_token_clock
     from rosie_model.core.export import export_hf
     from rosie_model.serving.generate import load_rosie
 
@@ -107,23 +107,11 @@ def sequential_generate(model_dir: Path, scratch: Path, count: int, new: int, th
     rosie = load_rosie(model_dir)
     prompt = torch.tensor([rosie.render([{"role": "user", "content": MESSAGE}])])
 
-    class FirstToken(BaseStreamer):
-        def __init__(self) -> None:
-            self.calls, self.at = 0, 0.0
-
-        def put(self, value: torch.Tensor) -> None:
-            self.calls += 1
-            if self.calls == 2:  # the first call carries the prompt
-                self.at = time.perf_counter()
-
-        def end(self) -> None:
-            pass
-
     with torch.inference_mode():
         model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=2, do_sample=False, pad_token_id=1)
     runs, start = [], time.perf_counter()
     for _ in range(count):
-        streamer = FirstToken()
+        streamer = first_token_clock()
         with torch.inference_mode():
             model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new, min_new_tokens=new,
                            do_sample=False, streamer=streamer, pad_token_id=1)
