@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +25,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def serving_in_thread(app, port: int) -> Iterator[None]:
+    """An ASGI app on 127.0.0.1:``port`` under uvicorn in a thread of this process, so a test can reach the
+    server's own objects (its model worker, its queue) while clients talk to it over real sockets."""
+    import uvicorn
+
+    running = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    while not running.started and thread.is_alive():
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        running.should_exit = True
+        thread.join(timeout=30)
 
 
 def wait_for(url: str, seconds: float) -> None:

@@ -4,16 +4,13 @@ lying or stalled connections, bodies no parser expects."""
 import http.client
 import json
 import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 
 from rosie_model.serving.api import Server, create_app
 from rosie_model.serving.chat import Rosie
 from rosie_model.serving.feedback import FeedbackStore
-from tests.servers import free_port
+from tests.servers import free_port, serving_in_thread
 
 
 @pytest.fixture(scope="module")
@@ -21,15 +18,8 @@ def server(chat_model_dir, tmp_path_factory):
     home = tmp_path_factory.mktemp("surface")
     rosie = Rosie.load(chat_model_dir, memory_path=home / "memory.sqlite")
     port = free_port()
-    app = create_app(Server(rosie, FeedbackStore(home / "feedback.db"), port=port))
-    running = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    while not running.started and thread.is_alive():
-        time.sleep(0.05)
-    yield port
-    running.should_exit = True
-    thread.join(timeout=30)
+    with serving_in_thread(create_app(Server(rosie, FeedbackStore(home / "feedback.db"), port=port)), port):
+        yield port
     rosie.close()
 
 
