@@ -26,7 +26,7 @@ DEMO_SETTINGS: dict[str, dict[str, object]] = {
     "dialogue_shards": {"seq_len": 128},
     "base_model": {"steps": 60},
     "personality_model": {"steps": 200},
-    "rosie_model": {"steps": 200, "lr": 0.002},
+    "rosie_model": {"steps": 200, "lr": 0.002, "emotion_head_fit_rows": 320},
     # held-out documents are the pretrain shards' validation share
     "model_evaluation": {"val_permille": 200},
     "bootstrap_evaluation": {"val_permille": 200},

@@ -41,6 +41,9 @@ class TrainPhaseConfig(dg.Config):
     gradient_checkpointing: bool = False
     replay_share: float = 0.25
     """rosie_model: share of each batch drawn from the personality dialogues, so phase 3 keeps her style."""
+    emotion_head_fit_rows: int = 0
+    """After the last step, fit the emotion head on its own on this many labelled rows (one forward pass
+    each; rosie_model.training.emotion_fit): for phases too short for the head to learn much. 0: off."""
     gpus: int | None = None
     """GPUs to use with torchrun; None: every GPU this machine has."""
     fresh: bool = False
@@ -130,6 +133,7 @@ def run_phase(context: dg.AssetExecutionContext, config: TrainPhaseConfig, rosie
         "gradient_checkpointing": config.gradient_checkpointing, "log_every": max(1, config.steps // 20),
         "eval_every": max(1, config.steps // 2), "checkpoint_every": max(1, config.steps // 4),
         "experiment": f"rosie-{phase.phase}", "fresh": config.fresh,
+        "emotion_head_fit_rows": config.emotion_head_fit_rows,
     }
     replay = _split_or_none(root, phase.replay_split)
     if replay and config.replay_share > 0:

@@ -288,15 +288,18 @@ class BootstrapRosie(nn.Module):
             return self.output_head(hidden)
         return self.lm.get_output_embeddings()(hidden)
 
-    def emotion_logits(self, hidden: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:
-        """Read before Rosie's turn starts, as the scratch model does, but over the last ``EMOTION_WINDOW``
-        positions (the end of the user's message and its closing markup): in ChatML the state right before her
-        turn only has to predict ``<|im_start|>`` and tells little about the message."""
+    def emotion_features(self, hidden: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:
+        """Read before Rosie's turn starts, as the scratch model does, but the mean of the last
+        ``EMOTION_WINDOW`` positions (the end of the user's message and its closing markup): in ChatML the state
+        right before her turn only has to predict ``<|im_start|>`` and tells little about the message."""
         start = (turn_mask & (turn_mask.cumsum(dim=1) == 1)).float().argmax(dim=1)        # (B,)
         positions = torch.arange(hidden.shape[1], device=hidden.device)[None, :]           # (1, T)
         window = (positions <= start[:, None]) & (positions > start[:, None] - EMOTION_WINDOW)
         weights = window.to(hidden.dtype).unsqueeze(-1)                                   # (B, T, 1)
-        return self.emotion_head((hidden * weights).sum(1) / weights.sum(1).clamp(min=1))
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+    def emotion_logits(self, hidden: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:
+        return self.emotion_head(self.emotion_features(hidden, turn_mask))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

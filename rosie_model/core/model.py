@@ -267,16 +267,19 @@ class RosieTransformer(nn.Module):
             return self.output_head(hidden)
         return F.linear(hidden, self.tok_emb.weight)  # tied with the input embedding
 
-    def emotion_logits(self, hidden: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:
-        """The emotion of Rosie's turn, read where her turn starts (the first position of ``turn_mask``).
+    def emotion_features(self, hidden: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:
+        """The state where her turn starts (the first position of ``turn_mask``).
 
         Her turn opens with an ``<|emotion:…|>`` token; any position after it could simply copy that
         token, so the classifier reads the state that decides it: the context up to ``<|rosie|>``.
         That is also when the avatar needs to know how she feels — before she speaks.
         """
         first = turn_mask & (turn_mask.cumsum(dim=1) == 1)
-        pooled = (hidden * first.to(hidden.dtype).unsqueeze(-1)).sum(1)
-        return self.emotion_head(pooled)
+        return (hidden * first.to(hidden.dtype).unsqueeze(-1)).sum(1)
+
+    def emotion_logits(self, hidden: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:
+        """The emotion of Rosie's turn: the head on :meth:`emotion_features`."""
+        return self.emotion_head(self.emotion_features(hidden, turn_mask))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

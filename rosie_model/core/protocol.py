@@ -25,6 +25,8 @@ class RosieCore(Protocol):
     gradient_checkpointing: bool
     #: A separate output layer replacing the tied embedding (int8 quantization sets it).
     output_head: torch.nn.Module | None
+    #: One linear layer over :meth:`emotion_features` (so it can also be fitted on its own).
+    emotion_head: torch.nn.Linear
 
     def forward(self, input_ids: torch.Tensor, persona: torch.Tensor | None = None,
                 memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
@@ -34,8 +36,12 @@ class RosieCore(Protocol):
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., d_model) -> (..., vocab_size)."""
 
+    def emotion_features(self, hidden: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:
+        """(batch, length, d_model), (batch, length) bool -> (batch, d_model): what the emotion head reads, from
+        the positions before her turn starts (the first position of ``turn_mask``)."""
+
     def emotion_logits(self, hidden: torch.Tensor, turn_mask: torch.Tensor) -> torch.Tensor:
-        """(batch, length, d_model), (batch, length) bool -> (batch, emotions), read where her turn starts."""
+        """(batch, length, d_model), (batch, length) bool -> (batch, emotions): the head on those features."""
 
     def encode_memory(self, fact_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch, facts, tokens) ids -> memory bank and slot mask (only when ``config.memory_layers``)."""

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from rosie_model.core.layout import ModelFolder
 from rosie_model.core.reporting import ensure_experiment
-from rosie_model.training.data import Position, ShardDataset, collate, used_width
+from rosie_model.training.data import Position, ShardDataset, collate, conditioning, used_width
 from rosie_model.core.checkpoint import write_text_atomic
 from rosie_model.evaluation.scorecard import run_scorecard, tune_sampling
 from rosie_model.serving.generate import LoadedRosie, load_rosie, sampling_defaults
@@ -97,12 +97,7 @@ def shard_metrics(rosie: LoadedRosie, folder: Path, max_rows: int) -> dict[str, 
         width = used_width(batch["tokens"], model.config.pad_id)
         tokens = batch["tokens"][:, :width]                      # columns of padding only are cut off
         mask = batch["loss_mask"][:, 1:width] & (tokens[:, 1:] != model.config.pad_id)
-        memory = batch.get("memory")
-        bank = bank_mask = None
-        if memory is not None and model.config.memory_layers:
-            memory = torch.where(memory < 0, torch.full_like(memory, model.config.pad_id), memory)
-            bank, bank_mask = model.encode_memory(memory)
-        hidden = model(tokens[:, :-1], persona=batch.get("persona"), memory=bank, memory_mask=bank_mask)
+        hidden = model(tokens[:, :-1], **conditioning(model, batch, tokens.device))
         logits = model.lm_logits(hidden).float()
         losses = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
         spoken = mask & (mask.cumsum(dim=1) > fed)

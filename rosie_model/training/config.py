@@ -44,6 +44,10 @@ class TrainConfig:
     #: The emotion head is one linear layer on features that are there from the start (the pretrained model's
     #: on the bootstrap path): it can learn faster than the trunk under it.
     emotion_head_lr_scale: float = 5.0
+    #: After the last step, fit the emotion head on its own on this many labelled rows of the phase's data (and
+    #: its replay, in proportion): one forward pass a row, so worth it where a phase is too short for the head
+    #: to learn much (rosie_model.training.emotion_fit). 0: off.
+    emotion_head_fit_rows: int = 0
     #: Rehearsal: a second shard split (phase 3: phase 2's personality dialogues) and the share of every batch
     #: drawn from it, so what the previous phase taught is not forgotten while the trunk keeps training.
     replay_data: str | None = None

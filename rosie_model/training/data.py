@@ -170,6 +170,18 @@ def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     return batch
 
 
+def conditioning(core: Any, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor | None]:
+    """The persona and memory-bank arguments of ``core.forward`` for a collated batch. A model without memory
+    layers gets no bank (its facts travel in the context); padding slots (-1) become the pad id."""
+    persona = batch["persona"].to(device) if "persona" in batch else None
+    memory = memory_mask = None
+    if "memory" in batch and core.config.memory_layers:
+        fact_ids = batch["memory"].to(device)                  # (B, facts, tokens), -1 = padding
+        fact_ids = torch.where(fact_ids < 0, torch.full_like(fact_ids, core.config.pad_id), fact_ids)
+        memory, memory_mask = core.encode_memory(fact_ids)
+    return {"persona": persona, "memory": memory, "memory_mask": memory_mask}
+
+
 def used_width(tokens: torch.Tensor, pad_id: int, multiple: int = 32) -> int:
     """How many columns of a right-padded batch hold any token, rounded up to ``multiple`` (few distinct shapes,
     so torch.compile does not recompile for every batch). Causal attention makes cutting the rest exact: no

@@ -39,8 +39,9 @@ from rosie_model.core.layout import ModelFolder
 from rosie_model.core.protocol import RosieCore
 from rosie_model.core.reporting import time_left
 from rosie_model.training.config import Stop, TrainConfig, TrainResult
-from rosie_model.training.data import Position, ShardDataset, mixed_batches, sha256_file, used_width
+from rosie_model.training.data import Position, ShardDataset, conditioning, mixed_batches, sha256_file, used_width
 from rosie_model.training.guard import WriterLock
+from rosie_model.training.emotion_fit import HeadFit, fit_emotion_head
 from rosie_model.training.distributed import (barrier, full_state, mean_across, pick_dtype, restore_state,
                                               setup_distributed, teardown, wrap)
 from rosie_model.training.tracking import Tracker
@@ -158,13 +159,7 @@ def compute_loss(model: torch.nn.Module, core: RosieCore, batch: dict[str, torch
     inputs, targets = tokens[:, :-1], tokens[:, 1:]            # (B, W) each
     mask = batch["loss_mask"].to(device)[:, 1:width] if "loss_mask" in batch else torch.ones_like(targets, dtype=torch.bool)
     mask = mask & (targets != core.config.pad_id)
-    persona = batch["persona"].to(device) if "persona" in batch else None
-    memory = memory_mask = None
-    if "memory" in batch and core.config.memory_layers:
-        fact_ids = batch["memory"].to(device)                  # (B, facts, tokens), -1 = padding
-        fact_ids = torch.where(fact_ids < 0, torch.full_like(fact_ids, core.config.pad_id), fact_ids)
-        memory, memory_mask = core.encode_memory(fact_ids)
-    hidden = model(inputs, persona=persona, memory=memory, memory_mask=memory_mask)   # (B, W, D)
+    hidden = model(inputs, **conditioning(core, batch, device))   # (B, W, D)
     spoken = mask & (mask.cumsum(dim=1) > fed) if "loss_mask" in batch else mask   # (B, W): her words and stop
     logits = core.lm_logits(hidden[spoken]).float()            # (N, V): only where the loss is taken
     lm_loss = F.cross_entropy(logits, targets[spoken], reduction="sum") / spoken.sum().clamp(min=1)
@@ -194,7 +189,8 @@ class Trainer:
         self.lock = WriterLock(self.folder.root / f".train-{config.phase}.lock") if self.world.main else None
         self.core, start = build_core(config, self.folder, tokenizer_dir)
         self.keep = set(self.core.trained_state())
-        self.trainable = select_trainable(self.core, config.trainable or self.core.phase_trains(config.phase))
+        self.groups = tuple(config.trainable or self.core.phase_trains(config.phase))
+        self.trainable = select_trainable(self.core, self.groups)
         self.core.gradient_checkpointing = config.gradient_checkpointing
         self.core.to(self.device)
         self.model = wrap(self.core, config.distributed, self.world, self.device)
@@ -333,6 +329,17 @@ class Trainer:
         self.model.train()
         return mean_across(sum(losses) / max(1, len(losses)), self.world)
 
+    def fit_emotion_head(self) -> HeadFit | None:
+        """The emotion head fitted on the trained trunk's features (``emotion_head_fit_rows`` labelled rows, the
+        replay's share of them from the replay split); None when off, when the phase does not train the head,
+        under multi-process FSDP (the head is sharded there), or with too few labelled rows."""
+        rows = self.config.emotion_head_fit_rows
+        if not rows or "emotion_head" not in self.groups or (self.config.distributed == "fsdp" and self.world.world_size > 1):
+            return None
+        replayed = round(rows * self.config.replay_share) if self.replay_rows else 0
+        sources = [(self.train_set, rows - replayed)] + ([(self.replay_set, replayed)] if replayed else [])
+        return fit_emotion_head(self.model, self.core, sources, self.device, self.config.seed)
+
     def save_model(self) -> Path:
         """The phase's weights, config, tokenizer and whatever else the model kind needs, into the folder."""
         path = self.folder.weights(self.config.phase)
@@ -428,6 +435,9 @@ def _train(config: TrainConfig, stop: list[int]) -> TrainResult:
             if stop:
                 raise Stop(stop[0])
     elapsed, step = time.perf_counter() - started, trainer.step
+    if (fit := trainer.fit_emotion_head()) is not None:
+        tracker.log(fit.summary())
+        tracker.metrics(fit.metrics(), step)
     weights = trainer.save_model()
     result = TrainResult(step, step * trainer.tokens_per_step, loss, val_loss,
                          trainer.tokens_fed / elapsed if step > start_step else 0.0,
