@@ -63,7 +63,7 @@ def test_three_phases_chain_and_phase_three_adds_memory_attention(corpus, tmp_pa
     out = tmp_path / "model"
     _train(corpus, out, "base", steps=4)
     personality = _train(corpus, out, "personality", steps=4, lr=1e-3)
-    final = _train(corpus, out, "emotion_memory", steps=4, lr=1e-2)
+    final = _train(corpus, out, "emotion_memory", steps=4, lr=1e-2, emotion_head_fit_rows=100)
     assert {p.name for p in (out / "weights").iterdir()} == {"base.safetensors", "personality.safetensors",
                                                              "final.safetensors"}
     before, after = _weights(personality["weights"]), _weights(final["weights"])
@@ -83,6 +83,7 @@ def test_three_phases_chain_and_phase_three_adds_memory_attention(corpus, tmp_pa
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'home' / 'mlflow' / 'mlflow.db'}")
     run = MlflowClient().get_run(final["run_id"])
     assert run.data.params["train.phase"] == "emotion_memory" and "emotion_loss" in run.data.metrics
+    assert {"emotion_fit_loss_before", "emotion_fit_loss_after", "emotion_fit_kept"} <= set(run.data.metrics)
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"test-train", "test-val"}
     artifacts = {a.path for a in MlflowClient().list_artifacts(final["run_id"])}
     assert {"config.json", "tokenizer", "weights"} <= artifacts
