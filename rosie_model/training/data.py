@@ -27,6 +27,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from rosie_model.core.protocol import RosieCore
+
 OPTIONAL_COLUMNS = ("loss_mask", "emotion", "persona", "memory")
 
 
@@ -170,7 +172,7 @@ def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     return batch
 
 
-def conditioning(core: Any, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor | None]:
+def conditioning(core: RosieCore, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor | None]:
     """The persona and memory-bank arguments of ``core.forward`` for a collated batch. A model without memory
     layers gets no bank (its facts travel in the context); padding slots (-1) become the pad id."""
     persona = batch["persona"].to(device) if "persona" in batch else None
