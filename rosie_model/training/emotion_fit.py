@@ -48,9 +48,8 @@ class HeadFit:
 
     def summary(self) -> str:
         verdict = "fitted head kept" if self.kept else "trained head kept (the fit read the held-out rows no better)"
-        return (f"emotion head fit on {self.rows - self.held_out} labelled rows in {self.seconds:.0f} s: held-out "
-                f"cross-entropy {self.loss_before:.3f} -> {self.loss_after:.3f} nats (l2 {self.l2:g}, "
-                f"{self.held_out} rows); {verdict}")
+        return (f"emotion head fit on {self.rows} labelled rows in {self.seconds:.0f} s: on the {self.held_out} held "
+                f"out, cross-entropy {self.loss_before:.3f} -> {self.loss_after:.3f} nats (l2 {self.l2:g}); {verdict}")
 
     def metrics(self) -> dict[str, float]:
         return {"emotion_fit_loss_before": self.loss_before, "emotion_fit_loss_after": self.loss_after,
