@@ -8,8 +8,8 @@ the same weights (exported to a Hugging Face Llama): what a one-model server wit
 Every request arrives at once (t = 0 for all of them) and asks for ``--new`` tokens, greedy. First-token
 latency is arrival to the first streamed word (Rosie's includes her emotion head, which streams first);
 tokens/s per stream is a stream's tokens after its first over the time they took; total tokens/s is all
-tokens over the wall time. Rosie's replies may stop before ``--new`` at a speaker token, so tokens are
-counted from ``usage``; transformers is made to produce exactly ``--new``. Loopback only, bounded sizes.
+tokens over the wall time. Both stop at Rosie's stop tokens (another speaker, end of text) or at ``--new``:
+Rosie's tokens are counted from ``usage``, transformers' from its output. Loopback only, bounded sizes.
 """
 
 from __future__ import annotations
@@ -90,7 +90,9 @@ def load_rosie_server(base: str, clients: int, requests: int, new: int) -> tuple
 
 
 def sequential_generate(model_dir: Path, scratch: Path, count: int, new: int, threads: int) -> tuple[list[dict], float]:
-    """``count`` requests all arriving at t = 0, answered one after another by ``generate`` (greedy)."""
+    """``count`` requests all arriving at t = 0, answered one after another by ``generate`` (greedy), stopping
+    where Rosie's decoder stops (her stop tokens) or at ``new`` tokens, so both sides produce replies of the
+    same kind: total tokens/s compares like with like."""
     import torch
     from transformers import LlamaForCausalLM
 
@@ -113,9 +115,10 @@ def sequential_generate(model_dir: Path, scratch: Path, count: int, new: int, th
     for _ in range(count):
         streamer = first_token_clock()
         with torch.inference_mode():
-            model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new, min_new_tokens=new,
-                           do_sample=False, streamer=streamer, pad_token_id=1)
-        runs.append({"first": streamer.at - start, "end": time.perf_counter() - start, "tokens": new})
+            out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new, do_sample=False,
+                                 streamer=streamer, pad_token_id=1, eos_token_id=sorted(rosie.stop_ids))
+        runs.append({"first": streamer.at - start, "end": time.perf_counter() - start,
+                     "tokens": out.shape[1] - prompt.shape[1]})
     return runs, time.perf_counter() - start
 
 
