@@ -76,8 +76,8 @@ def labelled_rows(sources: list[tuple[ShardDataset, int]], classes: int, seed: i
 
 
 @torch.no_grad()
-def emotion_features(model: torch.nn.Module, core: RosieCore, rows: list[dict[str, Any]], device: torch.device,
-                     batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def row_features(model: torch.nn.Module, core: RosieCore, rows: list[dict[str, Any]], device: torch.device,
+                 batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """(features (N, d_model), labels (N,)) of labelled dialogue rows, read the way the head reads them.
     Rows go in order of where her turn starts and each batch is cut after its last start: causal attention
     makes the cut exact, and no position after her turn starts is computed."""
@@ -138,7 +138,7 @@ def fit_emotion_head(model: torch.nn.Module, core: RosieCore, sources: list[tupl
     was_training = model.training
     model.eval()
     try:
-        features, labels = emotion_features(model, core, rows, device)
+        features, labels = row_features(model, core, rows, device)
     finally:
         model.train(was_training)
     generator = torch.Generator().manual_seed(seed)
