@@ -110,7 +110,7 @@ def run_hf(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
     import torch
     from transformers import LlamaForCausalLM
     from rosie_model.core.config import ModelConfig
-    from rosie_model.core.export import export_hf
+    from rosie_model.export.hf import export_hf
 
     hf_dir = Path(args.scratch) / "hf"
     if not (hf_dir / "config.json").exists():

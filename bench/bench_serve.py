@@ -97,14 +97,14 @@ def sequential_generate(model_dir: Path, scratch: Path, count: int, new: int, th
     from transformers import LlamaForCausalLM
 
     from bench.bench_generation import first_token_clock
-    from rosie_model.core.export import export_hf
+    from rosie_model.export.hf import export_hf
     from rosie_model.serving.generate import load_rosie
 
     torch.set_num_threads(threads)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     hf_dir = scratch / "hf"
-    export_hf(model_dir, hf_dir, "base")
+    export_hf(model_dir, hf_dir)  # the weights Rosie loads, persona 0 folded in
     model = LlamaForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
     rosie = load_rosie(model_dir)
     prompt = torch.tensor([rosie.render([{"role": "user", "content": MESSAGE}])])

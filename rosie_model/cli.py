@@ -4,7 +4,7 @@
     torchrun --nproc-per-node 2 -m rosie_model train ...        (DDP; FSDP2 with --set distributed=fsdp)
     python -m rosie_model evaluate --model-dir DIR --spec spec.json --out results.json
     python -m rosie_model register --model-dir DIR --evaluation results.json [--dataset MANIFEST ...]
-    python -m rosie_model export MODEL_DIR OUT_DIR [--weights base|personality|final]
+    python -m rosie_model export SOURCE OUT_DIR [--weights base|personality|final] [--gguf [--quant f16|q8_0]]
     python -m rosie_model bootstrap-tokenizer --pretrained SRC --rosie-tokenizer DIR --out DIR
     python -m rosie_model chat|web|serve [--model models:/rosie@champion] [--user U] [sampling flags]
     python -m rosie_model memory list|forget [IDS] [--user U] [--all]
@@ -108,9 +108,14 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from rosie_model.core.export import export_hf
+    from rosie_model.export.hf import export_hf
 
-    print(export_hf(args.model_dir, args.out_dir, args.weights))
+    folder = export_hf(args.source, args.out_dir, args.weights)
+    print(f"Hugging Face folder: {folder}")
+    if args.gguf:
+        from rosie_model.export.gguf import export_gguf
+
+        print(f"GGUF ({args.quant}): {export_gguf(folder, folder / f'rosie-{args.quant}.gguf', args.quant)}")
     return 0
 
 
@@ -224,6 +229,9 @@ def _chat_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    from rosie_model.core.layout import WEIGHT_NAMES
+    from rosie_model.export.gguf import QUANTS
+
     parser = argparse.ArgumentParser(prog=prog, description="Rosie's model package: train, evaluate, register, "
                                      "export and talk to a model.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -253,10 +261,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     register.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     register.set_defaults(func=_register)
 
-    export = add("export", help="write a model folder's language model in the Hugging Face Llama format")
-    export.add_argument("model_dir", type=Path)
+    export = add("export", help="write a model as a Hugging Face folder (and a GGUF file) that other tools run")
+    export.add_argument("source", help="a model folder, or models:/rosie@champion")
     export.add_argument("out_dir", type=Path)
-    export.add_argument("--weights", choices=["base", "personality", "final"], default="base")
+    export.add_argument("--weights", choices=WEIGHT_NAMES, default=None,
+                        help="which phase's weights (default: the latest, what a chat loads)")
+    export.add_argument("--gguf", action="store_true", help="also write OUT_DIR/rosie-QUANT.gguf for llama.cpp")
+    export.add_argument("--quant", choices=QUANTS, default="f16", help="the GGUF's weight type")
     export.set_defaults(func=_export)
 
     tokenizer = add("bootstrap-tokenizer", help="the pretrained tokenizer with Rosie's tokens and chat settings")

@@ -58,7 +58,7 @@ def test_pipeline_shards_train_all_three_phases(phases):
 
 def test_the_model_folder_holds_what_every_reader_reads(phases, tmp_path):
     from dagster_project.lake import FINAL_WEIGHTS
-    from rosie_model.core.export import export_hf
+    from rosie_model.export.hf import export_hf
     from rosie_model.core.layout import PHASES, ModelFolder
     from rosie_model.evaluation.registry import bootstrap_tags
     from rosie_model.serving.generate import load_rosie
