@@ -29,6 +29,36 @@ def ensure_experiment(name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=artifacts)
 
 
+#: Tags of the LoggedModel each training phase logs with its final weights; evaluation finds that model by
+#: the weights' digest and links its metrics to it, so MLflow shows data → weights → metrics → version.
+PHASE_TAG, STEP_TAG, WEIGHTS_TAG = "rosie.phase", "rosie.step", "rosie.weights_sha256"
+
+
+def weights_digest(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def phase_model_id(weights: Path) -> str | None:
+    """The newest LoggedModel a training phase logged with exactly these weights (None: trained elsewhere)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri())
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return None
+    found = mlflow.search_logged_models(
+        experiment_ids=experiments, filter_string=f"tags.`{WEIGHTS_TAG}` = '{weights_digest(weights)}'",
+        order_by=[{"field_name": "creation_time", "ascending": False}], max_results=1, output_format="list")
+    return found[0].model_id if found else None
+
+
 @contextmanager
 def pipes_session() -> Iterator[Any]:
     """The Dagster Pipes context when launched by Dagster (for log lines), else None."""

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from rosie_model.core.layout import ModelFolder
-from rosie_model.core.reporting import ensure_experiment
+from rosie_model.core.reporting import ensure_experiment, phase_model_id
 from rosie_model.training.data import Position, ShardDataset, collate, conditioning, used_width
 from rosie_model.core.checkpoint import write_text_atomic
 from rosie_model.evaluation.scorecard import run_scorecard, tune_sampling
@@ -166,7 +166,8 @@ def evaluate(model_dir: Path, spec: dict[str, Any], max_rows: int = 512, diagnos
     rosie = load_rosie(model_dir)
     torch.manual_seed(0)
     folder = ModelFolder(model_dir)
-    results: dict[str, Any] = {"model_dir": str(model_dir), "approach": "bootstrap" if folder.is_bootstrap else "scratch"}
+    results: dict[str, Any] = {"model_dir": str(model_dir), "weights": str(rosie.weights),
+                               "approach": "bootstrap" if folder.is_bootstrap else "scratch"}
     if spec.get("scorecard") and Path(spec["scorecard"]).exists():
         full = json.loads(Path(spec["scorecard"]).read_text(encoding="utf-8"))
         options = dataclasses.replace(sampling_defaults(folder), seed=0)
@@ -212,14 +213,20 @@ def evaluate(model_dir: Path, spec: dict[str, Any], max_rows: int = 512, diagnos
 
 
 def log_to_mlflow(results: dict[str, Any], experiment: str) -> str:
+    """An evaluation run; its metrics are linked to the LoggedModel of the weights it scored (when a training
+    phase of this store logged them), which is also the run's input."""
     import mlflow
+    from mlflow.entities import LoggedModelInput
 
     ensure_experiment(experiment)
     mlflow.set_experiment(experiment)
+    model_id = phase_model_id(Path(results["weights"])) if results.get("weights") else None
     with mlflow.start_run(run_name="evaluation") as run:
+        if model_id:
+            mlflow.log_input(model=LoggedModelInput(model_id))
         flat = {f"perplexity_{k}": v for k, v in results.get("perplexity", {}).items()}
         flat |= {k: v for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        mlflow.log_metrics({k: v for k, v in flat.items() if v == v})  # drop NaN
+        mlflow.log_metrics({k: v for k, v in flat.items() if v == v}, model_id=model_id)  # drop NaN
         mlflow.log_dict(results, "evaluation.json")
         rows = results.get("scorecard_rows", [])
         if rows:

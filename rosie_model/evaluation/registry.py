@@ -23,7 +23,7 @@ from typing import Any
 
 from rosie_model.core.bootstrap import BootstrapSettings
 from rosie_model.core.layout import MODEL_NAME, ModelFolder
-from rosie_model.core.reporting import ensure_experiment
+from rosie_model.core.reporting import ensure_experiment, phase_model_id
 
 MARGIN = 0.02
 SCORECARD = ("scorecard_persona", "scorecard_knowledge", "scorecard_memory", "scorecard_emotion_fit",
@@ -103,6 +103,7 @@ def register(model_dir: Path, evaluation: dict[str, Any], datasets: list[Path], 
     import mlflow
     from mlflow import MlflowClient
     from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.entities import LoggedModelInput
     from mlflow.data.meta_dataset import MetaDataset
 
     ensure_experiment(experiment)
@@ -117,14 +118,18 @@ def register(model_dir: Path, evaluation: dict[str, Any], datasets: list[Path], 
             digests[f"data.{name}"] = digest
             mlflow.log_input(MetaDataset(resolve_dataset_source(str(manifest_path.parent.resolve())), name=name,
                                          digest=digest), context="training")
-        metrics = {k.removeprefix("eval."): float(v) for k, v in score_tags(evaluation).items()}
-        mlflow.log_metrics(metrics)
+        latest = ModelFolder(model_dir).latest_weights()
+        trained = phase_model_id(latest) if latest else None
+        if trained:  # the weights' LoggedModel is what this version is made of
+            mlflow.log_input(model=LoggedModelInput(trained))
         info = mlflow.pyfunc.log_model(
             name="rosie", python_model=str(Path(__file__).with_name("pyfunc.py")),
             artifacts={"model_dir": str(model_dir)}, signature=_signature(),
             code_paths=[str(Path(__file__).parents[1])], registered_model_name=MODEL_NAME,
             pip_requirements=["torch", "tokenizers", "safetensors", "jinja2", "pandas", "mlflow"],
         )
+        metrics = {k.removeprefix("eval."): float(v) for k, v in score_tags(evaluation).items()}
+        mlflow.log_metrics(metrics, model_id=info.model_id)  # shown on the chat model's page
         version = str(info.registered_model_version)
     all_tags = {**score_tags(evaluation), **digests, "git_commit": git_commit(), "mlflow_run_id": run.info.run_id,
                 **bootstrap_tags(model_dir), **tags}

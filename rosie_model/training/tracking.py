@@ -3,8 +3,8 @@
 Only rank 0 reports. The MLflow tracking URI comes from ``MLFLOW_TRACKING_URI`` or defaults to
 ``sqlite:///$ROSIE_HOME/mlflow/mlflow.db`` with artifacts under ``$ROSIE_HOME/mlflow/artifacts`` (MLflow 3
 refuses the plain ``./mlruns`` file store). The run logs params, per-step metrics, system metrics, the
-token-shard manifests as dataset inputs (digest and source, for lineage), and the config, tokenizer
-and weights as artifacts.
+token-shard manifests as dataset inputs (digest and source, for lineage), and the phase's final weights
+(with config and tokenizer) as an MLflow 3 LoggedModel, its final losses linked to it and to their datasets.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rosie_model.core.config import ModelConfig
 from rosie_model.core.layout import ModelFolder
-from rosie_model.core.reporting import ensure_experiment, pipes_session
+from rosie_model.core.reporting import PHASE_TAG, STEP_TAG, WEIGHTS_TAG, ensure_experiment, pipes_session, weights_digest
 from rosie_model.training.config import Stop, TrainConfig, TrainResult
 from rosie_model.training.distributed import Dist, teardown
 
@@ -49,6 +49,9 @@ class Tracker:
         self.reconciled: list[str] = []
         self._pipes: Any = None
         self._stack = ExitStack()
+        #: The MLflow datasets logged as this run's inputs, by context (training, validation, replay).
+        self.datasets: dict[str, Any] = {}
+        self.phase = ""
 
     @classmethod
     def start(cls, config: TrainConfig, model_config: ModelConfig, main: bool, run_id: str | None,
@@ -66,18 +69,20 @@ class Tracker:
                                run_name=config.run_name or f"{config.phase}-{model_config.preset}",
                                log_system_metrics=True)
         tracker.run_id = run.info.run_id
+        tracker.phase = config.phase
         mlflow.set_tag(CHECKPOINTS_TAG, folder)
         if not run_id:
             params = {f"train.{k}": v for k, v in dataclasses.asdict(config).items()}
             params |= {f"model.{k}": v for k, v in model_config.to_dict().items()}
             params["tokenizer_sha256"] = tokenizer_hash
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-            for dataset, context in zip(datasets, ("training", "validation", "replay")):
-                if dataset is not None:
-                    tracker._log_dataset(dataset, context)
+        for dataset, context in zip(datasets, ("training", "validation", "replay")):
+            if dataset is not None:
+                tracker.datasets[context] = tracker._log_dataset(dataset, context, log=not run_id)
         return tracker
 
-    def _log_dataset(self, dataset: ShardDataset, context: str) -> None:
+    def _log_dataset(self, dataset: ShardDataset, context: str, log: bool) -> Any:
+        """The shard split as an MLflow dataset, logged as the run's input unless the (resumed) run has it."""
         import mlflow
         from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.meta_dataset import MetaDataset
@@ -85,7 +90,9 @@ class Tracker:
         manifest = dataset.manifest
         name = f"{manifest.get('dataset', 'tokens')}-{manifest.get('split', context)}"
         meta = MetaDataset(source=resolve_dataset_source(str(dataset.folder.resolve())), name=name, digest=dataset.digest)
-        mlflow.log_input(meta, context=context, tags={"rows": str(dataset.rows), "tokens": str(manifest.get("tokens"))})
+        if log:
+            mlflow.log_input(meta, context=context, tags={"rows": str(dataset.rows), "tokens": str(manifest.get("tokens"))})
+        return meta
 
     def log(self, message: str) -> None:
         """One line to the console, or (under Dagster Pipes) to the run's log: not both, or every line shows twice."""
@@ -128,11 +135,12 @@ class Tracker:
     def finish_success(self, result: TrainResult, folder: ModelFolder, weights: Path) -> None:
         import mlflow
 
-        mlflow.log_metrics({"final_loss": result.final_loss, "tokens_seen": result.tokens_seen}
-                           | ({"final_val_loss": result.val_loss} if result.val_loss is not None else {}))
-        mlflow.log_artifact(str(folder.config))
-        mlflow.log_artifacts(str(folder.tokenizer), artifact_path="tokenizer")
-        mlflow.log_artifact(str(weights), artifact_path="weights")
+        model_id = self._log_phase_model(result, folder, weights)
+        mlflow.log_metrics({"final_loss": result.final_loss, "tokens_seen": result.tokens_seen}, step=result.steps,
+                           model_id=model_id, dataset=self.datasets.get("training"))
+        if result.val_loss is not None:
+            mlflow.log_metrics({"final_val_loss": result.val_loss}, step=result.steps, model_id=model_id,
+                               dataset=self.datasets.get("validation"))
         if self._pipes is not None:
             self._pipes.report_asset_materialization(metadata={
                 "final_loss": result.final_loss,
@@ -144,3 +152,19 @@ class Tracker:
                 "weights": str(weights),
             })
         self.finish("FINISHED")
+
+    def _log_phase_model(self, result: TrainResult, folder: ModelFolder, weights: Path) -> str:
+        """The phase's final weights as an MLflow 3 LoggedModel of this run (config, tokenizer, weights), tagged
+        with the step and the weights' digest, by which the evaluation links its metrics to it."""
+        import mlflow
+        from mlflow import MlflowClient
+
+        model = mlflow.initialize_logged_model(
+            name=f"rosie-{self.phase}", source_run_id=self.run_id, model_type="rosie-weights",
+            tags={PHASE_TAG: self.phase, STEP_TAG: str(result.steps), WEIGHTS_TAG: weights_digest(weights)})
+        client = MlflowClient()
+        client.log_model_artifact(model.model_id, str(folder.config))
+        client.log_model_artifacts(model.model_id, str(folder.tokenizer), "tokenizer")
+        client.log_model_artifact(model.model_id, str(weights), "weights")
+        mlflow.finalize_logged_model(model.model_id, "READY")
+        return model.model_id

@@ -91,6 +91,16 @@ def test_whole_graph_trains_evaluates_and_registers(trained):
     run = mlflow.search_runs(experiment_names=["rosie-personality"], output_format="list")[0]
     assert [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots")] == \
         ["plots/loss-personality.png"]  # the loss curve, where the MLflow UI shows it
+    # lineage in MLflow's model pages: the final weights' LoggedModel carries the evaluation's metrics and is
+    # the input of the evaluation and of the run that registered the version
+    evaluation = mlflow.get_run(results["mlflow_run_id"])
+    [trained] = [m.model_id for m in evaluation.inputs.model_inputs]
+    phase_model = mlflow.get_logged_model(trained)
+    assert phase_model.name == "rosie-emotion_memory" and results["weights"].endswith("final.safetensors")
+    assert {"final_loss", "scorecard_persona"} <= {m.key for m in phase_model.metrics}
+    registering = mlflow.get_run(version.tags["mlflow_run_id"])
+    assert [m.model_id for m in registering.inputs.model_inputs] == [trained]
+    assert "scorecard_persona" in {m.key for m in mlflow.get_logged_model(version.source.removeprefix("models:/")).metrics}
 
 
 def _graphql(base: str, query: str) -> dict:
@@ -161,6 +171,21 @@ def test_the_chat_api_loads_the_champion_and_names_unknown_aliases(trained, monk
         Rosie.load("models:/rosie@staging")
     with pytest.raises(ModelNotFound, match="no registered model 'rosy'"):
         Rosie.load("models:/rosy@champion")
+
+
+def test_the_champion_exports_with_its_scorecard_and_data_on_the_card(trained, monkeypatch, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from rosie_model.export.hf import export_hf
+
+    _, _, home, _ = trained
+    monkeypatch.setenv("ROSIE_HOME", str(home.root))
+    card = ModelCard.load(export_hf("models:/rosie@champion", tmp_path / "hf") / "README.md")
+    scores = {m["type"]: m["value"] for m in card.data.to_dict()["model-index"][0]["results"][0]["metrics"]}
+    assert set(scores) == {"persona", "knowledge", "memory", "emotion_fit", "events", "fluency"}
+    assert "dialogue-personality-train" in card.data.rosie_datasets and card.data.rosie_git_commit
+    assert card.data.rosie_source.startswith("models:/rosie@champion (version ")
+    assert "| persona |" in card.text  # the scorecard a person reads
 
 
 def test_retraining_resumes_and_the_champion_moves_only_when_beaten(trained):

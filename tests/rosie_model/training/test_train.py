@@ -85,8 +85,18 @@ def test_three_phases_chain_and_phase_three_adds_memory_attention(corpus, tmp_pa
     assert run.data.params["train.phase"] == "emotion_memory" and "emotion_loss" in run.data.metrics
     assert {"emotion_fit_loss_before", "emotion_fit_loss_after", "emotion_fit_kept"} <= set(run.data.metrics)
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"test-train", "test-val"}
-    artifacts = {a.path for a in MlflowClient().list_artifacts(final["run_id"])}
+    # the phase's final weights are an MLflow 3 LoggedModel of the run, its final losses linked to it and the data
+    from rosie_model.core.reporting import phase_model_id
+
+    [model] = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list",
+                                          filter_string=f"source_run_id = '{final['run_id']}'")
+    assert model.name == "rosie-emotion_memory" and str(model.status) == "READY" and model.tags["rosie.step"] == "4"
+    linked = {m.key: m for m in model.metrics}
+    assert {"final_loss", "tokens_seen", "final_val_loss"} <= set(linked) and linked["final_loss"].step == 4
+    assert linked["final_loss"].dataset_name == "test-train" and linked["final_val_loss"].dataset_name == "test-val"
+    artifacts = {a.path for a in MlflowClient().list_logged_model_artifacts(model.model_id)}
     assert {"config.json", "tokenizer", "weights"} <= artifacts
+    assert phase_model_id(Path(final["weights"])) == model.model_id  # how evaluation finds what it scored
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
