@@ -64,7 +64,7 @@ def pre_tokenizer_name(tokenizer: dict[str, Any]) -> str:
     """llama.cpp's name for the way the tokenizer splits text before BPE (it must split the same way)."""
     pre = tokenizer.get("pre_tokenizer") or {}
     if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
-        return "gpt2"
+        return "gpt-2"
     steps = pre.get("steps", []) if pre.get("type") == "Sequence" else []
     if [s.get("type") for s in steps] == ["Digits", "ByteLevel"] and steps[0].get("individual_digits"):
         return "smollm"

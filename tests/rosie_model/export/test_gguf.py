@@ -62,7 +62,7 @@ def test_the_gguf_carries_what_llama_cpp_needs(scratch_folder, tmp_path):
     assert field["general.architecture"] == "llama" and field["llama.block_count"] == config.n_layers
     assert field["llama.embedding_length"] == config.d_model and field["llama.attention.head_count_kv"] == config.kv_heads
     assert field["llama.context_length"] == config.max_seq_len and field["llama.rope.dimension_count"] == config.head_dim
-    assert field["tokenizer.ggml.model"] == "gpt2" and field["tokenizer.ggml.pre"] == "gpt2"
+    assert field["tokenizer.ggml.model"] == "gpt2" and field["tokenizer.ggml.pre"] == "gpt-2"
     tokens = field["tokenizer.ggml.tokens"]
     assert len(tokens) == config.vocab_size and tokens[rosie.token_id("<|rosie|>")] == "<|rosie|>"
     kinds = field["tokenizer.ggml.token_type"]
