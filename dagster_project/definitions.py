@@ -17,6 +17,7 @@ from dagster_project.assets.evaluate import EVALUATE_ASSETS
 from dagster_project.assets.ingest import INGEST_ASSETS
 from dagster_project.assets.tokenize import TOKENIZE_ASSETS
 from dagster_project.assets.train import TRAIN_ASSETS
+from dagster_project.conventions import with_conventions
 from dagster_project.jobs import INGEST_JOBS, bootstrap_training_job
 from dagster_project.resources import RosieHomeResource
 from dagster_project.schedules import DATA_REFRESH_SCHEDULES
@@ -61,7 +62,7 @@ def build_definitions(home: str = "") -> dg.Definitions:
     rosie_home = RosieHome.from_env(home)
     assets = with_settings(assets, home_settings(rosie_home), str(settings_path(rosie_home)))
     return dg.Definitions(
-        assets=assets,
+        assets=with_conventions(assets),
         jobs=[*INGEST_JOBS.values(), bootstrap_training_job],
         sensors=[landing_sensor, automation],
         schedules=DATA_REFRESH_SCHEDULES,

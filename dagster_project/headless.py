@@ -25,6 +25,11 @@ telemetry:
 concurrency:
   pools:
     default_limit: 1
+# A hung run (a trainer stuck on a dead GPU, say) is failed after a day instead of holding its pool forever;
+# the UI's daemon enforces it. Raise it for runs that legitimately take longer.
+run_monitoring:
+  enabled: true
+  max_runtime_seconds: 86400
 """
 
 

@@ -14,6 +14,7 @@ import dagster as dg
 from dagster_project.assets.curate import deduplicated_documents
 from dagster_project.assets.dialogue import DIALOGUE_ASSETS
 from dagster_project.config import dataclass_from_config, md_table, options_config
+from dagster_project.conventions import parquet_column_schema
 from dagster_project.lake import Lake
 from dagster_project.resources import RosieHomeResource
 from rosie_pipeline.chat_format import SPECIAL_TOKENS
@@ -130,6 +131,7 @@ def pretrain_shards(context: dg.AssetExecutionContext, config: ShardConfig, rosi
             "tokenizer_sha256": train["tokenizer_sha256"],
             "rebuilt": rebuilt,
             "path": dg.MetadataValue.path(str(out_dir)),
+            **_first_shard_columns({(s,): m for s, m in manifests.items()}, out_dir),
         },
         check_results=[
             dg.AssetCheckResult(check_name="token_counts", passed=train["tokens"] > 0 and val["tokens"] > 0,
@@ -163,6 +165,14 @@ def _dialogue_shard_checks(asset_name: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
+def _first_shard_columns(manifests: dict[tuple[str, ...], dict[str, Any]], out_dir: Path) -> dict[str, Any]:
+    """The column schema of the first shard written (its types follow the tokenizer and the row length)."""
+    for parts, manifest in manifests.items():
+        if manifest["shards"]:
+            return parquet_column_schema(out_dir.joinpath(*parts) / manifest["shards"][0]["file"])
+    return {}
+
+
 def materialize_dialogue_shards(context: dg.AssetExecutionContext, config: dg.Config, lake: Lake,
                                 approach: str) -> dg.MaterializeResult:
     """The dialogue datasets tokenized for one approach's model, re-verified, with their checks."""
@@ -190,6 +200,7 @@ def materialize_dialogue_shards(context: dg.AssetExecutionContext, config: dg.Co
             "seq_len": options.seq_len,
             "rebuilt": rebuilt,
             "path": dg.MetadataValue.path(str(out_dir)),
+            **_first_shard_columns(flat, out_dir),
         },
         check_results=[
             dg.AssetCheckResult(check_name="truncation", passed=truncated <= config.max_truncated_share * rows,

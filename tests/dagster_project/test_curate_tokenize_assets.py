@@ -58,6 +58,8 @@ def test_curate_and_tokenize_groups(home, instance):
     assert tokenizer.get_vocab_size() == metadata("rosie_tokenizer")["vocab_size"].value <= 400
     shards = metadata("pretrain_shards")
     assert shards["train_tokens"].value > 0 and shards["val_tokens"].value > 0
+    columns = {c.name: c.type for c in shards["dagster/column_schema"].value.columns}  # as written: 16 + 1 ids
+    assert list(columns) == ["tokens"] and columns["tokens"] == "fixed_size_list<element: uint16>[16]"
 
     # a second run over the same lake changes nothing
     again = _materialize(instance, home, selection, run_config=SMALL)
