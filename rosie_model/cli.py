@@ -96,6 +96,8 @@ def _register(args: argparse.Namespace) -> int:
     from rosie_model.core.reporting import pipes_session
     from rosie_model.evaluation.registry import register
 
+    # logging the chat model copies the model folder into the store: no page of progress bars for that
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with pipes_session() as pipes:
         result = register(args.model_dir, json.loads(args.evaluation.read_text(encoding="utf-8")), args.dataset,
                           dict(t.split("=", 1) for t in args.tag))
