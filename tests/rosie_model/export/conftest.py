@@ -72,10 +72,26 @@ def _bootstrap_folder(corpus, root: Path, **settings) -> Path:
     return folder
 
 
-@pytest.fixture(scope="package", params=["persona_at_embeddings", "persona_at_layer_1"])
-def bootstrap_folder(request, corpus, tmp_path_factory):
-    """A bootstrap model whose persona joins at the embeddings (token rows train) or before layer 1 (LoRA on
-    the top layer only, rows frozen, as the demo trains SmolLM2)."""
+@pytest.fixture(scope="package")
+def bootstrap_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("bootstrap")
+
+
+@pytest.fixture(scope="package", params=["scratch", "persona_at_embeddings", "persona_at_layer_1"])
+def model_folder(request, corpus, scratch_folder, bootstrap_root):
+    """Each kind of model the export folds differently: the scratch model; a bootstrap model whose persona joins
+    at the embeddings (token rows train); one whose persona joins before layer 1 (LoRA on the top layer only,
+    rows frozen, as the demo trains SmolLM2)."""
+    if request.param == "scratch":
+        return scratch_folder
     pytest.importorskip("peft")
     settings = {} if request.param == "persona_at_embeddings" else {"lora_layers": 1, "train_token_rows": False}
-    return _bootstrap_folder(corpus, tmp_path_factory.mktemp(request.param), **settings)
+    return _bootstrap_folder(corpus, bootstrap_root / request.param, **settings)
+
+
+@pytest.fixture(scope="package")
+def exported(model_folder, tmp_path_factory):
+    """``model_folder`` exported once to a Hugging Face folder (tests that change the output write their own)."""
+    from rosie_model.export.hf import export_hf
+
+    return export_hf(model_folder, tmp_path_factory.mktemp("exported") / "hf")

@@ -16,13 +16,12 @@ from tests.rosie_model.export.test_hf_folder import transformers_reply, with_sys
 pytest.importorskip("gguf")
 
 
-def round_trip(folder, tmp_path, quant):
+def round_trip(folder, exported, tmp_path, quant):
     """(the exported folder's greedy tokens, the GGUF's, per conversation) and the GGUF's path."""
     from transformers import AutoModelForCausalLM
 
-    out = export_hf(folder, tmp_path / "hf")
-    path = export_gguf(out, tmp_path / f"rosie-{quant}.gguf", quant)
-    model = AutoModelForCausalLM.from_pretrained(str(out)).eval()
+    path = export_gguf(exported, tmp_path / f"rosie-{quant}.gguf", quant)
+    model = AutoModelForCausalLM.from_pretrained(str(exported)).eval()
     # GGUF metadata has no switch for MLP biases; a persona folded into one needs it said when loading
     extra = {"mlp_bias": True} if model.config.mlp_bias else {}
     read_back = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=path.name, dtype=torch.float32,
@@ -36,18 +35,18 @@ def round_trip(folder, tmp_path, quant):
     return pairs, path
 
 
-def test_f16_gguf_decodes_the_same_tokens_as_the_folder(scratch_folder, bootstrap_folder, tmp_path):
-    for name, folder in (("scratch", scratch_folder), ("bootstrap", bootstrap_folder)):
-        pairs, _ = round_trip(folder, tmp_path / name, "f16")
-        assert all(folder_tokens == gguf_tokens for folder_tokens, gguf_tokens in pairs), (name, pairs)
+def test_f16_gguf_decodes_the_same_tokens_as_the_folder(model_folder, exported, tmp_path):
+    pairs, _ = round_trip(model_folder, exported, tmp_path, "f16")
+    assert all(folder_tokens == gguf_tokens for folder_tokens, gguf_tokens in pairs), pairs
 
 
 def test_q8_0_gguf_agrees_on_at_least_95_percent_of_tokens(scratch_folder, tmp_path):
-    pairs, path = round_trip(scratch_folder, tmp_path, "q8_0")
+    exported = export_hf(scratch_folder, tmp_path / "hf")
+    pairs, path = round_trip(scratch_folder, exported, tmp_path, "q8_0")
     same = sum(a == b for ours, theirs in pairs for a, b in zip(ours, theirs))
     total = sum(max(len(ours), len(theirs)) for ours, theirs in pairs)
     assert same / total >= 0.95, pairs
-    f16 = export_gguf(tmp_path / "hf", tmp_path / "rosie-f16.gguf", "f16")
+    f16 = export_gguf(exported, tmp_path / "rosie-f16.gguf", "f16")
     assert path.stat().st_size < 0.7 * f16.stat().st_size
 
 

@@ -32,14 +32,14 @@ def transformers_reply(model, prompt: list[int]) -> list[int]:
     return out[:-1] if out and out[-1] in model.generation_config.eos_token_id else out
 
 
-def check_export(folder, out):
+def test_the_folder_loads_without_custom_code_renders_like_rosie_and_generates_her_tokens(model_folder, exported):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    rosie = load_rosie(folder)
-    model = AutoModelForCausalLM.from_pretrained(str(out)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(out))
-    assert json.loads((out / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
-    assert (out / "chat_template.jinja").is_file() and tokenizer.eos_token == "<|endoftext|>"
+    rosie = load_rosie(model_folder)
+    model = AutoModelForCausalLM.from_pretrained(str(exported)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(exported))
+    assert json.loads((exported / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    assert (exported / "chat_template.jinja").is_file() and tokenizer.eos_token == "<|endoftext|>"
     stops = set(model.generation_config.eos_token_id)
     assert rosie.token_id("<|endoftext|>") in stops and rosie.tokenizer.token_to_id("<|user|>") in stops | {None}
     assert not stops & set(rosie.reply_start_ids)  # her own turn's opening is hers to write
@@ -51,55 +51,54 @@ def check_export(folder, out):
         # Rosie's decoder opens her turn with the emotion her head picked; transformers is given that token
         theirs = transformers_reply(model, prompt + [decoder.emotion_id, *rosie.reply_start_ids])
         assert theirs == ours, (rosie.text_of(theirs), rosie.text_of(ours))  # and stopped where she stops
-    return rosie, model, tokenizer
 
 
-def test_the_scratch_model_exports_to_a_folder_that_generates_her_tokens(scratch_folder, tmp_path):
+def test_the_emotion_head_beside_the_weights_reads_her_emotion_as_her_decoder_does(model_folder, exported):
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    rosie = load_rosie(model_folder)
+    model = AutoModelForCausalLM.from_pretrained(str(exported)).eval()
+    with safe_open(str(exported / HEADS_FILE), "pt") as heads:
+        weight, bias = heads.get_tensor("emotion_head.weight"), heads.get_tensor("emotion_head.bias")
+        metadata = heads.metadata()
+        assert heads.get_tensor("persona.weight").shape[0] == rosie.model.config.n_personas
+    emotions, reads = json.loads(metadata["emotions"]), metadata["emotion_reads"]
+    window = 1 if reads == "last" else int(reads.removeprefix("mean_last_"))
+    for messages in CONVERSATIONS:
+        prompt = rosie.render(with_system(rosie, messages))
+        with torch.no_grad():
+            hidden = model(torch.tensor([prompt]), output_hidden_states=True).hidden_states[-1][0]
+        picked = emotions[int(torch.argmax(hidden[-window:].mean(0) @ weight.T + bias))]
+        assert picked == ReplyDecoder(rosie, prompt, GREEDY).emotion
+
+
+def test_the_scratch_model_keeps_its_logits_with_persona_0_in_the_embedding(scratch_folder, tmp_path):
+    from transformers import AutoModelForCausalLM
+
     out = export_hf(scratch_folder, tmp_path / "hf")
-    rosie, model, tokenizer = check_export(scratch_folder, out)
+    rosie = load_rosie(scratch_folder)
+    model = AutoModelForCausalLM.from_pretrained(str(out)).eval()
     ids = torch.randint(0, rosie.model.config.vocab_size, (2, 40))
     persona = torch.zeros(2, dtype=torch.long)  # persona 0 is folded into the export
     with torch.no_grad():
         ours, theirs = rosie.model.lm_logits(rosie.model(ids, persona=persona)), model(ids).logits
     assert torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
-    assert not model.config.tie_word_embeddings  # the persona lives in the input embedding only
     generation = json.loads((out / "generation_config.json").read_text())
     assert generation["max_new_tokens"] == 24 and generation["repetition_penalty"] == 1.2  # sampling.json's
-    # memory travels only through memory attention, which a Llama lacks: the card says so
-    assert "memory attention" in (out / "README.md").read_text()
 
 
-def test_the_emotion_head_beside_the_weights_reads_her_emotion_as_her_decoder_does(scratch_folder, bootstrap_folder,
-                                                                                   tmp_path):
-    from safetensors import safe_open
-
-    for folder in (scratch_folder, bootstrap_folder):
-        out = export_hf(folder, tmp_path / folder.name)
-        rosie = load_rosie(folder)
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(str(out)).eval()
-        with safe_open(str(out / HEADS_FILE), "pt") as heads:
-            weight, bias = heads.get_tensor("emotion_head.weight"), heads.get_tensor("emotion_head.bias")
-            metadata = heads.metadata()
-        emotions, reads = json.loads(metadata["emotions"]), metadata["emotion_reads"]
-        window = 1 if reads == "last" else int(reads.removeprefix("mean_last_"))
-        for messages in CONVERSATIONS:
-            prompt = rosie.render(with_system(rosie, messages))
-            with torch.no_grad():
-                hidden = model(torch.tensor([prompt]), output_hidden_states=True).hidden_states[-1][0]
-            picked = emotions[int(torch.argmax(hidden[-window:].mean(0) @ weight.T + bias))]
-            assert picked == ReplyDecoder(rosie, prompt, GREEDY).emotion
-
-
-def test_the_bootstrap_model_exports_merged_with_its_persona_folded_in(bootstrap_folder, tmp_path):
-    out = export_hf(bootstrap_folder, tmp_path / "hf")
-    rosie, model, _ = check_export(bootstrap_folder, out)
-    assert "peft" not in json.dumps(json.loads((out / "config.json").read_text()))  # a plain model, no adapters
-    mid_layer = rosie.model.persona_layer > 0
-    assert model.config.mlp_bias == mid_layer  # a persona joining mid-way rides on the layer below's bias
-    card = (out / "README.md").read_text()
-    assert "<|memory|>" in card and ("down projection" in card) == mid_layer
+def test_persona_0_is_folded_where_it_joins_and_the_card_says_what_stays_behind(model_folder, exported):
+    rosie = load_rosie(model_folder)
+    config = json.loads((exported / "config.json").read_text())
+    assert "peft" not in json.dumps(config)  # a plain model: adapters merged, no custom code
+    mid_layer = getattr(rosie.model, "persona_layer", 0) > 0
+    assert config["mlp_bias"] == mid_layer  # a persona joining mid-way rides on the layer below's bias
+    assert config["tie_word_embeddings"] == mid_layer  # one joining at the embeddings unties the output layer
+    card = (exported / "README.md").read_text()
+    assert ("down projection" in card) == mid_layer
+    # memory: a context block the template renders (bootstrap), or memory attention a Llama has no place for
+    assert ("memory attention" in card) != (model_folder / "bootstrap.json").is_file()
 
 
 def test_the_model_card_has_the_header_the_hub_reads(scratch_folder, tmp_path):
