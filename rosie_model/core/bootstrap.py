@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rosie_model.core.checkpoint import write_text_atomic
+from rosie_model.core.checkpoint import replace_folder, write_text_atomic
 from rosie_model.core.config import DEFAULT_EMOTIONS, ModelConfig
 from rosie_model.core.layout import ModelFolder, converted_cache
 
@@ -129,8 +129,7 @@ def converted_gguf(path: Path) -> Path:
     try:
         save_float_model(AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32), tmp)
         AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(tmp)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        replace_folder(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder

@@ -8,6 +8,7 @@ and renamed when complete; only the last ``keep`` are kept.
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import os
 import re
 import shutil
@@ -30,6 +31,25 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """``target`` becomes the complete folder ``new``; an old ``target`` is moved aside first and removed after,
+    so a reader sees the old folder or the new one, never half of either."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None,
@@ -56,8 +76,7 @@ def save_checkpoint(folder: Path, step: int, weights: dict[str, torch.Tensor], s
     tmp.mkdir(parents=True)
     save_weights(weights, tmp / "model.safetensors")
     torch.save(state, tmp / "state.pt")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    replace_folder(tmp, target)
     for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return target

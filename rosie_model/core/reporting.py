@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rosie_model.core.checkpoint import sha256_file
 from rosie_model.core.layout import tracking_uri
 
 
@@ -34,16 +35,6 @@ def ensure_experiment(name: str) -> str:
 PHASE_TAG, STEP_TAG, WEIGHTS_TAG = "rosie.phase", "rosie.step", "rosie.weights_sha256"
 
 
-def weights_digest(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def phase_model_id(weights: Path) -> str | None:
     """The newest LoggedModel a training phase logged with exactly these weights (None: trained elsewhere)."""
     import mlflow
@@ -54,7 +45,7 @@ def phase_model_id(weights: Path) -> str | None:
     if not experiments:
         return None
     found = mlflow.search_logged_models(
-        experiment_ids=experiments, filter_string=f"tags.`{WEIGHTS_TAG}` = '{weights_digest(weights)}'",
+        experiment_ids=experiments, filter_string=f"tags.`{WEIGHTS_TAG}` = '{sha256_file(weights)}'",
         order_by=[{"field_name": "creation_time", "ascending": False}], max_results=1, output_format="list")
     return found[0].model_id if found else None
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from rosie_model.core.bootstrap import EMOTION_WINDOW
-from rosie_model.core.checkpoint import save_weights
+from rosie_model.core.checkpoint import replace_folder, save_weights
 from rosie_model.core.config import ModelConfig
 from rosie_model.core.errors import RosieError
 from rosie_model.core.layout import ModelFolder
@@ -214,9 +214,10 @@ def heads_state(rosie: Any) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return {k: v.detach().contiguous().clone() for k, v in tensors.items()}, metadata
 
 
-def export_hf(source: str | Path, out_dir: Path, weights_name: str | None = None, card: bool = True) -> Path:
+def export_hf(source: str | Path, out_dir: Path, weights_name: str | None = None) -> Path:
     """Write ``source`` (a model folder or ``models:/rosie@champion``) to ``out_dir`` as a Hugging Face folder;
     ``weights_name`` is base, personality or final (default: the latest, what a chat loads)."""
+    from rosie_model.export.card import model_card
     from rosie_model.serving.generate import load_rosie
 
     located = resolve_model(source)
@@ -234,20 +235,8 @@ def export_hf(source: str | Path, out_dir: Path, weights_name: str | None = None
         save_tokenizer(rosie, tmp)
         heads, metadata = heads_state(rosie)
         save_weights(heads, tmp / HEADS_FILE, metadata=metadata)
-        if card:
-            from rosie_model.export.card import model_card
-
-            model_card(rosie, located, llama, PERSONA).save(str(tmp / "README.md"))
-        _replace_folder(tmp, out_dir)
+        model_card(rosie, located, llama, PERSONA).save(str(tmp / "README.md"))
+        replace_folder(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    """``target`` becomes ``new``; an old ``target`` is moved aside first, so a reader sees one or the other."""
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rosie_model.core.layout import PHASES, rosie_home
-from rosie_model.training.data import sha256_file
+from rosie_model.core.checkpoint import sha256_file
 
 #: Settings that say how a run is watched, not what it computes: changing them resumes, never restarts.
 RUN_CONTROL = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "experiment", "run_name",

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from rosie_model.core.checkpoint import sha256_file
 from rosie_model.core.protocol import RosieCore
 
 OPTIONAL_COLUMNS = ("loss_mask", "emotion", "persona", "memory")
@@ -46,14 +47,6 @@ class Position:
 
     def to_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "shard": self.shard, "row": self.row}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ShardDataset:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from rosie_model.core.config import ModelConfig
 from rosie_model.core.layout import ModelFolder
-from rosie_model.core.reporting import PHASE_TAG, STEP_TAG, WEIGHTS_TAG, ensure_experiment, pipes_session, weights_digest
+from rosie_model.core.checkpoint import sha256_file
+from rosie_model.core.reporting import PHASE_TAG, STEP_TAG, WEIGHTS_TAG, ensure_experiment, pipes_session
 from rosie_model.training.config import Stop, TrainConfig, TrainResult
 from rosie_model.training.distributed import Dist, teardown
 
@@ -161,7 +162,7 @@ class Tracker:
 
         model = mlflow.initialize_logged_model(
             name=f"rosie-{self.phase}", source_run_id=self.run_id, model_type="rosie-weights",
-            tags={PHASE_TAG: self.phase, STEP_TAG: str(result.steps), WEIGHTS_TAG: weights_digest(weights)})
+            tags={PHASE_TAG: self.phase, STEP_TAG: str(result.steps), WEIGHTS_TAG: sha256_file(weights)})
         client = MlflowClient()
         client.log_model_artifact(model.model_id, str(folder.config))
         client.log_model_artifacts(model.model_id, str(folder.tokenizer), "tokenizer")

@@ -33,13 +33,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from rosie_model.core.checkpoint import list_checkpoints, load_checkpoint, load_weights, save_checkpoint, save_weights
+from rosie_model.core.checkpoint import (list_checkpoints, load_checkpoint, load_weights, save_checkpoint, save_weights,
+                                         sha256_file)
 from rosie_model.core.config import ModelConfig, preset
 from rosie_model.core.layout import ModelFolder
 from rosie_model.core.protocol import RosieCore
 from rosie_model.core.reporting import time_left
 from rosie_model.training.config import Stop, TrainConfig, TrainResult
-from rosie_model.training.data import Position, ShardDataset, conditioning, mixed_batches, sha256_file, used_width
+from rosie_model.training.data import Position, ShardDataset, conditioning, mixed_batches, used_width
 from rosie_model.training.guard import WriterLock
 from rosie_model.training.emotion_fit import HeadFit, fit_emotion_head
 from rosie_model.training.distributed import (barrier, full_state, mean_across, pick_dtype, restore_state,
