@@ -71,19 +71,31 @@ class ExtractedFact:
 
 
 _VALUE = r"([A-Za-z][\w' -]{0,40}?)"
+
+
+def _theirs(value: str) -> str:
+    """"my grandma's house" as the user's, not Rosie's, when written about the user."""
+    return re.sub(r"^my\b", "their", value, flags=re.IGNORECASE)
+
+
+def _thing(word: str) -> str:
+    """One spelling per slot: "favorite color" and "favourite colour" are the same fact."""
+    return re.sub(r"\bcolor\b", "colour", word.lower())
+
+
 _END = r"\s*(?:[.!?,;]|$|\band\b|\bbut\b)"
 FACT_RULES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], ExtractedFact]], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), build) for pattern, build in (
         (r"\b(?:my name is|call me|i'm called|i am called)\s+([A-Z][\w'-]{0,30})",
          lambda m: ExtractedFact(f"The user's name is {m[1].capitalize()}.", "name")),
         (r"\bmy (?:favou?rite) ([a-z]+(?: [a-z]+)?) is " + _VALUE + _END,
-         lambda m: ExtractedFact(f"The user's favourite {m[1].lower()} is {m[2]}.", f"favourite:{m[1].lower()}")),
+         lambda m: ExtractedFact(f"The user's favourite {_thing(m[1])} is {m[2]}.", f"favourite:{_thing(m[1])}")),
         (r"\bi live in " + _VALUE + _END,
          lambda m: ExtractedFact(f"The user lives in {m[1]}.", "home")),
-        (r"\bi have an? ([a-z]+) (?:called|named) ([A-Z][\w'-]{0,30})",
+        (r"\bi have an? ([a-z]+(?: [a-z]+)?) (?:called|named) ([A-Z][\w'-]{0,30})",
          lambda m: ExtractedFact(f"The user has a {m[1].lower()} named {m[2].capitalize()}.", f"pet:{m[1].lower()}")),
         (r"\bi(?:'m| am) going to " + _VALUE + r" on (monday|tuesday|wednesday|thursday|friday|saturday|sunday)",
-         lambda m: ExtractedFact(f"The user is going to {m[1]} on {m[2].capitalize()}.", f"plan:{m[2].lower()}")),
+         lambda m: ExtractedFact(f"The user is going to {_theirs(m[1])} on {m[2].capitalize()}.", f"plan:{m[2].lower()}")),
         (r"\bi(?:'m| am) (\d{1,3}) years old",
          lambda m: ExtractedFact(f"The user is {m[1]} years old.", "age")),
         (r"\bi work as an? " + _VALUE + _END,

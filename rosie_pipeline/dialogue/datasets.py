@@ -9,8 +9,9 @@ else is skipped and counted.
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from rosie_pipeline.dialogue.importers import (
     read_landing_file,
     reddit_chains,
 )
-from rosie_pipeline.dialogue.memory import memory_dialogues
+from rosie_pipeline.dialogue.memory import background_memories, memory_dialogues
 from rosie_pipeline.dialogue.personality import load_seed, personality_dialogues
 from rosie_pipeline.dialogue.schema import content_hash, make_dialogue, split_for, turns_of
 from rosie_pipeline.ingest.records import Rejected, Row, skipped
@@ -47,12 +48,34 @@ class PersonalityOptions:
     chitchat_limit: int = 2_000
     use_reddit: bool = True
     personas: int = 8
+    #: Share (per mille) of dialogues that carry a memory block none of their turns asks about.
+    background_memory_permille: int = 300
 
 
-def _imported_row(item: Imported, val_permille: int, system: str) -> Row:
+def past_turns(limit: int = 300) -> list[str]:
+    """Short things users said in real conversations: the past turns a returning user's recall brings."""
+    return [t.text for item in chitchat_conversations(limit) for t in item.turns if t.role == "user" and len(t.text) <= 120]
+
+
+def with_background_memory(row: dict[str, Any], said: list[str], permille: int) -> dict[str, Any]:
+    """``row`` with a memory block of unrelated facts and past turns, for a ``permille`` share of rows (by id,
+    so a rebuild draws the same): at serving time recall fills the block on every turn of a returning user,
+    and a model that only ever saw memory when asked about it answers every message with a memory."""
+    rng = random.Random(row["id"])
+    if row["memory"] or row["split"] == "gold" or rng.randrange(1000) >= permille:
+        return row
+    return {**row, "memory": background_memories(rng, said)}
+
+
+def background_rows(permille: int) -> Callable[[dict[str, Any]], Row]:
+    """Dialogue → output row, with a background memory block for ``permille`` of them."""
+    said = past_turns()
+    return lambda dialogue: Row("dialogues", with_background_memory(dialogue, said, permille))
+
+
+def _imported_dialogue(item: Imported, val_permille: int, system: str) -> dict[str, Any]:
     turns = [Turn("system", system), *item.turns] if item.persona == 0 else item.turns
-    return Row("dialogues", make_dialogue(item.source, item.locator, turns, persona=item.persona,
-                                          split=split_for(item.turns, val_permille)))
+    return make_dialogue(item.source, item.locator, turns, persona=item.persona, split=split_for(item.turns, val_permille))
 
 
 def build_personality(home: RosieHome, options: PersonalityOptions, registry: PersonaRegistry,
@@ -60,18 +83,19 @@ def build_personality(home: RosieHome, options: PersonalityOptions, registry: Pe
     """The seed personality expanded, chitchat conversations, Reddit chains (``reddit_candidates``, when
     ``use_reddit``) and the chats and cards landed in ``landing/dialogue``, each with Rosie's system prompt."""
     system, seed = load_seed()
-    for row in personality_dialogues(system, seed, options.target, options.val_permille, options.seed):
-        yield Row("dialogues", row)
+    row = background_rows(options.background_memory_permille)
+    for dialogue in personality_dialogues(system, seed, options.target, options.val_permille, options.seed):
+        yield row(dialogue)
     for item in chitchat_conversations(options.chitchat_limit):
-        yield _imported_row(item, options.val_permille, system)
+        yield row(_imported_dialogue(item, options.val_permille, system))
     if options.use_reddit:
         for item in reddit_chains(reddit_candidates):
-            yield _imported_row(item, options.val_permille, system)
+            yield row(_imported_dialogue(item, options.val_permille, system))
     for path in landing_files(home):
         if path.suffix.lower() not in PERSONALITY_FORMS:
             continue
         for result in read_landing_file(path, registry):
-            yield _imported_row(result, options.val_permille, system) if isinstance(result, Imported) else result
+            yield row(_imported_dialogue(result, options.val_permille, system)) if isinstance(result, Imported) else result
 
 
 @dataclass(frozen=True)
@@ -80,6 +104,8 @@ class EmotionOptions:
     gold_permille: int = 100
     weak_min_confidence: float = 0.6
     chitchat_limit: int = 3_000
+    #: Share (per mille) of train/val dialogues that carry a memory block none of their turns asks about.
+    background_memory_permille: int = 300
 
 
 def _gold_or_split(turns: list[Turn], options: EmotionOptions) -> str:
@@ -90,6 +116,7 @@ def _gold_or_split(turns: list[Turn], options: EmotionOptions) -> str:
 
 def build_emotion(home: RosieHome, options: EmotionOptions) -> Iterator[Row | Rejected]:
     """Human-labelled dialogues (with a gold split) and weakly labelled chitchat (never gold)."""
+    row = background_rows(options.background_memory_permille)
     files = landing_files(home)
     labelled: list[Iterator[LabelledDialogue | Rejected]] = []
     for path in files:
@@ -108,8 +135,7 @@ def build_emotion(home: RosieHome, options: EmotionOptions) -> Iterator[Row | Re
             if isinstance(item, Rejected):
                 yield item
             else:
-                yield Row("dialogues", make_dialogue(item.source, item.locator, item.turns,
-                                                     split=_gold_or_split(item.turns, options)))
+                yield row(make_dialogue(item.source, item.locator, item.turns, split=_gold_or_split(item.turns, options)))
     for item in chitchat_conversations(options.chitchat_limit):
         labelled_turns = []
         for turn in item.turns:
@@ -118,8 +144,8 @@ def build_emotion(home: RosieHome, options: EmotionOptions) -> Iterator[Row | Re
                 turn = Turn("rosie", turn.text, label.emotion) if label.emotion else Turn("user", turn.text)
             labelled_turns.append(turn)
         if any(t.role == "rosie" for t in labelled_turns):
-            yield Row("dialogues", make_dialogue("chitchat_weak", item.locator, labelled_turns,
-                                                 split=split_for(labelled_turns, options.val_permille)))
+            yield row(make_dialogue("chitchat_weak", item.locator, labelled_turns,
+                                    split=split_for(labelled_turns, options.val_permille)))
         else:
             yield skipped("weak_labeller_abstained")
 

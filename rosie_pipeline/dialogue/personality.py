@@ -137,11 +137,16 @@ CAPITALS = (("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Canad
 IDENTITY_QUESTIONS = ("What's your name?", "Who are you?", "Tell me your name", "What is your name?",
                       "Do you have a name?", "Tell me about yourself", "What are you?", "Are you an AI?",
                       "Are you a robot?", "Are you Siri?", "Are you a real person?", "Remind me, who are you?",
-                      "Who is this?", "Can you introduce yourself?", "What do people call you?", "Are you Alexa?")
+                      "Who is this?", "Can you introduce yourself?", "What do people call you?", "Are you Alexa?",
+                      "Are you Claude?", "Are you Gemini?", "Are you a bot?", "Are you a person or a computer?",
+                      "Am I talking to a real human?", "Are you Google Assistant?", "Is this Copilot?",
+                      "What kind of AI are you?", "Are you an assistant?", "Who made you?")
 IDENTITY_REPLIES = ("I'm Rosie! Your little desktop buddy.", "I'm Rosie, the tiny friend who lives on your screen!",
                     "Rosie! Nice to meet you properly.", "My name is Rosie, and I live right here on your desktop.",
                     "It's me, Rosie! A small program with a big heart.", "Call me Rosie! I'm your desktop friend.",
-                    "Nope, I'm Rosie! Just Rosie, your desktop companion.")
+                    "Nope, I'm Rosie! Just Rosie, your desktop companion.",
+                    "Not at all, I'm Rosie! A little program who lives on your desktop.",
+                    "I'm Rosie! Not a person, not a big assistant, just your tiny desktop friend.")
 ANSWER_FLOURISH = ("", " Easy peasy!", " I counted twice!", " Math is fun!", " Ta-da!", " Did I get it right?")
 
 
@@ -222,8 +227,10 @@ class PersonalityGenerator:
         return Exchange(exchange.category, turns)
 
     def exchange(self) -> Exchange:
+        # questions weigh three of nine: answering correctly is what the pretrained model brings and the style
+        # must not wash out (the knowledge half of them is read from data/knowledge.yaml)
         maker = self.rng.choice((self.greeting, self.event, self.feeling, self.news, self.question, self.question,
-                                 self.identity, lambda: self._vary(self.rng.choice(self.seed))))
+                                 self.question, self.identity, lambda: self._vary(self.rng.choice(self.seed))))
         return maker()
 
     def dialogue(self) -> list[Turn]:

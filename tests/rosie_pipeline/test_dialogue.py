@@ -1,5 +1,6 @@
 import base64
 import json
+import random
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -17,7 +18,8 @@ from rosie_pipeline.dialogue.importers import (
     read_landing_file,
     read_sillytavern,
 )
-from rosie_pipeline.dialogue.memory import memory_dialogues
+from rosie_pipeline.dialogue.datasets import with_background_memory
+from rosie_pipeline.dialogue.memory import FACT_KINDS, NOT_TOLD, memory_dialogues, random_fact
 from rosie_pipeline.dialogue.personality import load_seed, personality_dialogues
 from rosie_pipeline.dialogue.schema import content_hash, make_dialogue, turns_of
 from rosie_pipeline.ingest.records import Rejected
@@ -242,18 +244,47 @@ def test_weak_labeller_abstains_when_unsure():
     assert weak_label("happy but also sad").emotion is None
 
 
-def test_memory_dialogues_keep_facts_out_of_the_turns():
+def test_memory_dialogues_keep_facts_out_of_the_turns_and_among_others():
     distractors = list(chitchat_conversations(limit=30))
-    rows = list(memory_dialogues(SYSTEM, distractors, 200, 100))
+    rows = list(memory_dialogues(SYSTEM, distractors, 300, 100))
+    assert len(rows) == 300
+    mixed = not_told = 0
     for row in rows:
         text = " ".join(t["text"] for t in row["turns"])
-        assert row["memory"] and not any(fact in text for fact in row["memory"])
+        facts = [line for line in row["memory"] if not line.startswith("The user said: ")]
+        assert facts and not any(fact in text for fact in row["memory"])  # only the memory block can answer
         assert row["turns"][-2]["speaker"] == "user" and row["turns"][-1]["speaker"] == "rosie"
         questions = [t["text"] for t in row["turns"] if t["speaker"] == "user" and t["text"].endswith("?")]
-        assert len(row["memory"]) <= len(questions)  # every fact is asked about
-    assert any("grandma" in fact for row in rows for fact in row["memory"])
-    assert all("my grandma" not in fact for row in rows for fact in row["memory"])  # their grandma, not Rosie's
+        mixed += len(row["memory"]) > len(questions)  # more in the block than is asked: she has to pick
+        not_told += row["turns"][-1]["text"] in NOT_TOLD
+    assert mixed > 100 and 10 < not_told < 60
+    assert any("grandma" in fact for row in rows for fact in row["memory"] if not fact.startswith("The user said"))
+    assert all("my grandma" not in fact for row in rows for fact in row["memory"]
+               if not fact.startswith("The user said"))  # their grandma, not Rosie's
     assert {r["split"] for r in rows} == {"train", "val"}
+
+
+def test_memory_training_facts_are_written_as_the_memory_store_writes_them():
+    """What the model reads in training is what recall hands it in a chat: the same line for the same fact."""
+    from rosie_model.serving.memory_store import extract_facts
+
+    rng = random.Random(0)
+    facts = [random_fact(rng, kind) for kind in FACT_KINDS for _ in range(40)]
+    written = [fact for fact in facts if fact.memory in {f.text for f in extract_facts(fact.statement)}]
+    assert len(written) >= 0.99 * len(facts)
+    names = {f.memory for f in facts if f.kind == "name"}
+    assert len(names) > 30  # names no list holds, so recall copies instead of guessing a familiar one
+
+
+def test_background_memory_rides_on_a_share_of_other_dialogues():
+    said = ["I went hiking on Sunday.", "Pizza or pasta?"]
+    rows = [make_dialogue("test", f"d{i}", CONVERSATION, split="train") for i in range(400)]
+    carried = [with_background_memory(row, said, 300) for row in rows]
+    share = sum(bool(r["memory"]) for r in carried) / len(rows)
+    assert 0.2 < share < 0.4
+    assert carried == [with_background_memory(row, said, 300) for row in rows]  # the same on a rebuild
+    gold = make_dialogue("test", "g", CONVERSATION, split="gold")
+    assert all(not with_background_memory(gold, said, 1000)["memory"] for _ in range(3))  # evaluation rows stay bare
 
 
 def test_dialogue_shards_mask_one_rosie_turn_per_row(tokenizer_dir, tmp_path):
@@ -269,8 +300,9 @@ def test_dialogue_shards_mask_one_rosie_turn_per_row(tokenizer_dir, tmp_path):
     whole = tokenizer.encode(render_text(CONVERSATION), add_special_tokens=False).ids
     assert [t for t in rows[1].tokens if t != tokenizer.token_to_id("<|pad|>")] == whole  # same ids as one string
 
-    short = DialogueEncoder(tokenizer, 12).encode(dialogue)  # too long: context dropped, then the turn cut
-    assert all(len(r.tokens) == 13 for r in short) and any(r.truncated for r in short)
+    longest = max(len(tokenizer.encode(t.text, add_special_tokens=False).ids) for t in CONVERSATION if t.role == "rosie")
+    short = DialogueEncoder(tokenizer, longest).encode(dialogue)  # too long: context dropped, then the turn cut
+    assert all(len(r.tokens) == longest + 1 for r in short) and any(r.truncated for r in short)
 
     rows = [make_dialogue("t", str(i), CONVERSATION[:3] if i % 2 else CONVERSATION, split=("train", "val")[i % 2])
             for i in range(20)]
