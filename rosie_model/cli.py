@@ -310,7 +310,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def quiet_libraries() -> None:
     """Rosie's own lines only: no weight-loading bars, no notices about what Rosie does on purpose (mean-resized
-    token rows, saved with the adapters; a pyfunc with its own signature), no deprecation notes about code
+    token rows, saved with the adapters), no deprecation notes about code
     that is not Rosie's."""
     import warnings
 
@@ -319,8 +319,7 @@ def quiet_libraries() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not "started monitoring system metrics" per run
     for message, category in ((r".*is_gradient_checkpointing", FutureWarning),
                               (r"The specified dataset source can be interpreted in multiple ways", UserWarning),
-                              (r"Setting `save_embedding_layers` to `True`", UserWarning),  # Rosie resized on purpose
-                              (r".*An input example was not provided", UserWarning)):
+                              (r"Setting `save_embedding_layers` to `True`", UserWarning)):  # Rosie resized on purpose
         warnings.filterwarnings("ignore", message=message, category=category)
 
 

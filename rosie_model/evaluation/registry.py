@@ -2,7 +2,7 @@
 
     python -m rosie_model register --model-dir DIR --evaluation results.json [--dataset MANIFEST ...] [--tag k=v ...]
 
-Each call logs the model (chat pyfunc, signature, the model folder as an artifact), registers a new
+Each call logs the model (a ``ResponsesAgent`` chat model, the model folder as an artifact), registers a new
 version of ``rosie`` with tags (evaluation metrics, data manifest digests, git commit, approach) and the
 training datasets as inputs of the registering run (lineage), then applies the champion rule:
 
@@ -88,14 +88,8 @@ def git_commit() -> str:
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
-def _signature():  # type: ignore[no-untyped-def]
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, Object, Property, Schema
-
-    message = Object([Property("role", "string"), Property("content", "string")])
-    inputs = Schema([ColSpec(Array(message), "messages"), ColSpec("string", "event", required=False)])
-    outputs = Schema([ColSpec("string", "reply"), ColSpec("string", "emotion")])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+#: What the model page shows as an example request; MLflow also answers it once to check the model loads.
+INPUT_EXAMPLE = {"input": [{"role": "user", "content": "Hi Rosie! What's your name?"}], "max_output_tokens": 16}
 
 
 def register(model_dir: Path, evaluation: dict[str, Any], datasets: list[Path], tags: dict[str, str],
@@ -124,7 +118,8 @@ def register(model_dir: Path, evaluation: dict[str, Any], datasets: list[Path], 
             mlflow.log_input(model=LoggedModelInput(trained))
         info = mlflow.pyfunc.log_model(
             name="rosie", python_model=str(Path(__file__).with_name("pyfunc.py")),
-            artifacts={"model_dir": str(model_dir)}, signature=_signature(),
+            artifacts={"model_dir": str(model_dir)},  # a ResponsesAgent: MLflow writes its signature
+            input_example=INPUT_EXAMPLE,
             code_paths=[str(Path(__file__).parents[1])], registered_model_name=MODEL_NAME,
             pip_requirements=["torch", "tokenizers", "safetensors", "jinja2", "pandas", "mlflow"],
         )

@@ -78,12 +78,10 @@ def test_whole_graph_trains_evaluates_and_registers(trained):
 
     mlflow.set_tracking_uri(f"sqlite:///{home.mlflow / 'mlflow.db'}")
     champion = mlflow.pyfunc.load_model("models:/rosie@champion")
-    answer = champion.predict([{"messages": [{"role": "user", "content": "Hello!"}], "event": None},
-                               {"messages": [], "event": "drag"}])
-    assert list(answer.columns) == ["reply", "emotion"] and len(answer) == 2
+    answer = champion.predict({"input": [], "custom_inputs": {"event": "drag"}, "max_output_tokens": 8})
     from rosie_model.core.config import DEFAULT_EMOTIONS
 
-    assert set(answer["emotion"]) <= set(DEFAULT_EMOTIONS)
+    assert answer["output"][0]["content"][0]["text"] and answer["custom_outputs"]["emotion"] in DEFAULT_EMOTIONS
     registered = json.loads((home.lake / "registered_model" / "registration.json").read_text())
     version = mlflow.MlflowClient().get_model_version("rosie", registered["version"])
     assert version.tags["approach"] == "scratch" and "data.dialogue-personality-train" in version.tags
