@@ -24,6 +24,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 #: How the user called us: ``rosie`` runs these commands as ``python -m rosie_model`` with ROSIE_PROG=rosie.
 PROG = os.environ.get("ROSIE_PROG") or "python -m rosie_model"
@@ -51,9 +52,18 @@ def _train(args: argparse.Namespace) -> int:
     except FolderBusy as exc:
         raise UsageError(str(exc)) from exc
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({"steps": result.steps, "final_loss": result.final_loss, "val_loss": result.val_loss,
-                          "tokens_seen": result.tokens_seen, "weights": result.weights, "run_id": result.run_id}))
+        print_result({"steps": result.steps, "final_loss": result.final_loss, "val_loss": result.val_loss,
+                      "tokens_seen": result.tokens_seen, "weights": result.weights, "run_id": result.run_id})
     return 0
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """A command's result as one JSON line on stdout, for the script that runs it. Under a Dagster step the
+    result is in the run's log and metadata already, and the terminal of `rosie demo` is not handed raw JSON."""
+    from rosie_model.core.reporting import launched_by_dagster
+
+    if not launched_by_dagster():
+        print(json.dumps(result))
 
 
 class PipesLogHandler(logging.Handler):
@@ -85,7 +95,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         results["mlflow_run_id"] = log_to_mlflow(results, args.experiment)
         write_text_atomic(args.out, json.dumps(results, indent=2))
         summary = {k: v for k, v in results.items() if k != "scorecard_rows"}
-        print(json.dumps(summary))
+        print_result(summary)
         if pipes is not None:
             pipes.log.info(f"evaluation: {json.dumps(summary)}")
     return 0
@@ -103,7 +113,7 @@ def _register(args: argparse.Namespace) -> int:
                           dict(t.split("=", 1) for t in args.tag))
         if args.out:
             write_text_atomic(args.out, json.dumps(result, indent=2))
-        print(json.dumps(result))
+        print_result(result)
         if pipes is not None:
             pipes.log.info(f"registered {result['model_uri']}: champion={result['champion']} ({result['reason']})")
     return 0

@@ -50,10 +50,15 @@ def phase_model_id(weights: Path) -> str | None:
     return found[0].model_id if found else None
 
 
+def launched_by_dagster() -> bool:
+    """Whether a Dagster step launched this process through Pipes (its log lines and results go there)."""
+    return "DAGSTER_PIPES_CONTEXT" in os.environ
+
+
 @contextmanager
 def pipes_session() -> Iterator[Any]:
     """The Dagster Pipes context when launched by Dagster (for log lines), else None."""
-    if "DAGSTER_PIPES_CONTEXT" not in os.environ:
+    if not launched_by_dagster():
         yield None
         return
     from dagster_pipes import open_dagster_pipes

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
 import signal
 import time
@@ -38,7 +37,7 @@ from rosie_model.core.checkpoint import (list_checkpoints, load_checkpoint, load
 from rosie_model.core.config import ModelConfig, preset
 from rosie_model.core.layout import ModelFolder
 from rosie_model.core.protocol import RosieCore
-from rosie_model.core.reporting import time_left
+from rosie_model.core.reporting import launched_by_dagster, time_left
 from rosie_model.training.config import Stop, TrainConfig, TrainResult
 from rosie_model.training.data import Position, ShardDataset, conditioning, mixed_batches, used_width
 from rosie_model.training.guard import WriterLock
@@ -402,7 +401,7 @@ def _train(config: TrainConfig, stop: list[int]) -> TrainResult:
     if tracker.reconciled:
         tracker.log(f"marked {len(tracker.reconciled)} MLflow run(s) KILLED that a killed trainer of this folder left RUNNING")
     # under Dagster Pipes each redraw of a bar would become a log event; the step lines suffice there
-    show_bar = trainer.world.main and "DAGSTER_PIPES_CONTEXT" not in os.environ
+    show_bar = trainer.world.main and not launched_by_dagster()
     bar = tqdm(total=config.steps, initial=trainer.step, disable=not show_bar, desc=config.phase, unit="step")
     # a run resumed at its last step trains no more: its final loss is the one it had reached
     loss, val_loss = trainer.curve[-1][1] if trainer.curve else float("nan"), None
