@@ -55,23 +55,35 @@ def prompt_ids(args: argparse.Namespace, vocab: int) -> list[int]:
     return torch.randint(100, min(vocab, 4000), (args.prompt,), generator=torch.Generator().manual_seed(1)).tolist()
 
 
-def load_side(model_dir: Path, int8: bool, weights: str | None = None) -> Any:
-    """The model folder loaded as the chat API loads it, quantized when ``int8``."""
+def torchao_int8(model: Any) -> Any:
+    """torchao's ``quantize_`` with int8 dynamic activations and int8 weights: what torch points to instead of
+    ``torch.ao.quantization`` (measured here to say why Rosie stays on the latter)."""
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    from rosie_model.serving.chat import untie_output_head
+
+    quantize_(untie_output_head(model), Int8DynamicActivationInt8WeightConfig())
+    return model
+
+
+def load_side(model_dir: Path, int8: bool, weights: str | None = None, quantizer: str = "torch.ao") -> Any:
+    """The model folder loaded as the chat API loads it, quantized when ``int8`` (by Rosie's ``quantize_int8``,
+    or by torchao when ``quantizer`` says so)."""
     from rosie_model.serving.chat import quantize_int8
     from rosie_model.serving.generate import load_rosie
 
     rosie = load_rosie(model_dir, weights=weights)
     if int8:
-        rosie.model = quantize_int8(rosie.model)
+        rosie.model = (torchao_int8 if quantizer == "torchao" else quantize_int8)(rosie.model)
     return rosie
 
 
-def run_rosie(args: argparse.Namespace, model_dir: Path, int8: bool) -> dict[str, float]:
+def run_rosie(args: argparse.Namespace, model_dir: Path, int8: bool, quantizer: str = "torch.ao") -> dict[str, float]:
     import dataclasses
 
     from rosie_model.serving.generate import GREEDY, ReplyDecoder
 
-    rosie = load_side(model_dir, int8, weights="base.safetensors")
+    rosie = load_side(model_dir, int8, weights="base.safetensors", quantizer=quantizer)
     prompt = prompt_ids(args, rosie.model.config.vocab_size)
     options = dataclasses.replace(GREEDY, max_new_tokens=args.new)
 
@@ -124,8 +136,10 @@ def run_hf(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
         streamer = first_token_clock()
         start = time.perf_counter()
         with torch.inference_mode():
+            # plain greedy, as Rosie's side: the exported generation_config carries her repetition penalty
             out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=args.new,
-                                 min_new_tokens=args.new, do_sample=False, streamer=streamer, pad_token_id=1)
+                                 min_new_tokens=args.new, do_sample=False, repetition_penalty=1.0,
+                                 streamer=streamer, pad_token_id=1)
         end = time.perf_counter()
         return streamer.at - start, end - streamer.at, out[0, prompt.shape[1]:].tolist()
 
@@ -157,7 +171,7 @@ def side(args: argparse.Namespace) -> None:
     elif args.side.startswith("ppl"):
         result = {"perplexity": perplexity(args, model_dir, args.side == "ppl-int8")}
     else:
-        result = run_rosie(args, model_dir, args.side == "rosie-int8")
+        result = run_rosie(args, model_dir, args.side != "rosie", "torchao" if args.side == "rosie-torchao" else "torch.ao")
     print(json.dumps(result))
 
 
@@ -172,6 +186,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--torchao", action="store_true",
+                        help="also measure torchao's quantize_ int8 (pip install torchao first)")
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", help=argparse.SUPPRESS)
@@ -193,7 +209,7 @@ def main() -> None:
                 raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
             return json.loads(done.stdout.strip().splitlines()[-1])
 
-        results = {name: run(name) for name in ("rosie", "rosie-int8")}
+        results = {name: run(name) for name in ("rosie", "rosie-int8", *(["rosie-torchao"] if args.torchao else []))}
         results["hf"] = run("hf", "--emotion-id", str(results["rosie"]["emotion_id"]))
         ppl = {name: run(name)["perplexity"] for name in ("ppl", "ppl-int8")} if args.dialogue_val else {}
         from rosie_model.core.config import ModelConfig
@@ -209,9 +225,12 @@ def main() -> None:
               f"prompt {args.prompt} tokens, {args.new} new tokens, greedy, batch 1, float32 unless int8; "
               f"{args.threads} threads on {os.cpu_count()} cores, {platform.machine()}; median of {args.repeats} "
               f"after a warm-up. Greedy tokens identical to transformers': {same:.0%}. "
-              f"Command: `python bench/bench_generation.py{' --model ' + args.model if args.model else ''}`.")
+              f"Command: `python bench/bench_generation.py{' --model ' + args.model if args.model else ''}"
+              f"{' --torchao' if args.torchao else ''}`.")
     rows = [("Rosie ReplyDecoder (fp32)", rosie), ("transformers generate (fp32)", hf),
             ("Rosie ReplyDecoder (dynamic int8)", int8)]
+    if args.torchao:
+        rows.append(("Rosie ReplyDecoder (torchao quantize_, int8 dynamic)", results["rosie-torchao"]))
     table = ["| decoder | first token | tokens/s | vs transformers |", "| --- | ---: | ---: | ---: |"]
     table += [f"| {name} | {r['first_token_ms']:,.1f} ms | {r['tokens_per_second']:,.1f} | "
               f"**{r['tokens_per_second'] / hf['tokens_per_second']:.2f}x** |" for name, r in rows]

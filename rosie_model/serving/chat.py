@@ -125,17 +125,27 @@ def cut_at_sentence_end(text: str, keep: str = "") -> str:
     return text.rstrip() + "…"
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 for CPU inference: linear weights stored as int8 per output channel, activations
-    quantized on the fly (PyTorch's fbgemm/onednn kernels); the tied output layer gets its own int8 copy."""
-    import warnings
-
+def untie_output_head(model: torch.nn.Module) -> torch.nn.Module:
+    """Rosie's own model reuses the embedding matrix as its output layer; a quantizer needs a Linear there."""
     from rosie_model.core.model import RosieTransformer as Transformer
 
-    if isinstance(model, Transformer):  # its output reuses the embedding matrix: give it a Linear to quantize
+    if isinstance(model, Transformer):
         head = torch.nn.Linear(model.config.d_model, model.config.vocab_size, bias=False)
         head.weight = torch.nn.Parameter(model.tok_emb.weight.detach().clone(), requires_grad=False)
         model.output_head = head
+    return model
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 for CPU inference: linear weights stored as int8 per output channel, activations
+    quantized on the fly (PyTorch's fbgemm/onednn kernels); the tied output layer gets its own int8 copy.
+
+    This stays on ``torch.ao.quantization`` although torch points to torchao: torchao 0.18's ``quantize_``
+    (int8 dynamic activations + int8 weights) decodes at about a third of its speed on these CPUs, slower than float32
+    (``python bench/bench_generation.py --torchao``, bench/RESULTS.md)."""
+    import warnings
+
+    untie_output_head(model)
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
