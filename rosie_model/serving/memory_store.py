@@ -94,6 +94,8 @@ FACT_RULES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], ExtractedFact
          lambda m: ExtractedFact(f"The user lives in {m[1]}.", "home")),
         (r"\bi have an? ([a-z]+(?: [a-z]+)?) (?:called|named) ([A-Z][\w'-]{0,30})",
          lambda m: ExtractedFact(f"The user has a {m[1].lower()} named {m[2].capitalize()}.", f"pet:{m[1].lower()}")),
+        (r"\bmy ([a-z]+(?: [a-z]+)?)(?:'s name is| is (?:called|named)) ([A-Z][\w'-]{0,30})",
+         lambda m: ExtractedFact(f"The user has a {m[1].lower()} named {m[2].capitalize()}.", f"pet:{m[1].lower()}")),
         (r"\bi(?:'m| am) going to " + _VALUE + r" on (monday|tuesday|wednesday|thursday|friday|saturday|sunday)",
          lambda m: ExtractedFact(f"The user is going to {_theirs(m[1])} on {m[2].capitalize()}.", f"plan:{m[2].lower()}")),
         (r"\bi(?:'m| am) (\d{1,3}) years old",

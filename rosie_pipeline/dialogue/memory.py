@@ -89,7 +89,8 @@ def random_fact(rng: random.Random, kind: str | None = None) -> Fact:
     if kind == "pet":
         animal, pet = rng.choice(ANIMALS), some_name(rng, PET_NAMES)
         return Fact(kind, rng.choice((f"I have a {animal} {rng.choice(('called', 'named'))} {pet}.",
-                                      f"I have a {animal} named {pet}, she's adorable.")),
+                                      f"I have a {animal} named {pet}, she's adorable.", f"My {animal} is called {pet}.",
+                                      f"My {animal}'s name is {pet}.")),
                     f"The user has a {animal} named {pet}.",
                     ("What's my pet called again?", f"What's my {animal}'s name?", f"Do you remember my {animal}'s name?",
                      f"What did I say my {animal} is called?", f"Can you remember what my {animal} is called?",

@@ -143,6 +143,12 @@ def test_fact_rules_write_facts_as_the_training_data_does():
     assert facts == {"The user's name is Mo.", "The user has a dog named Pepper.", "The user lives in Lima."}
     assert extract_facts("I like you") == []
     assert extract_facts("what a day") == []
+    # the ways people name a pet, and both spellings of one slot, make the same fact
+    assert [f.text for f in extract_facts("My dog is called Biscuit.")] == ["The user has a dog named Biscuit."]
+    assert [f.text for f in extract_facts("My guinea pig's name is Nibbles")] == ["The user has a guinea pig named Nibbles."]
+    assert extract_facts("My favorite color is blue.") == extract_facts("My favourite colour is blue.")
+    assert [f.text for f in extract_facts("I'm going to my grandma's house on Sunday")] == \
+        ["The user is going to their grandma's house on Sunday."]  # hers, not Rosie's
 
 
 @pytest.mark.parametrize("messages, event, problem", [
