@@ -179,7 +179,7 @@ def memory_dialogues(system_prompt: str, distractors: list[Imported], count: int
     said = [turn.text for turn in pool if turn.role == "user" and len(turn.text) <= 120]  # a memory line, not an essay
     produced = 0
     while produced < count:
-        kinds = rng.sample(FACT_KINDS, rng.randint(1, max_facts) + rng.randint(0, 2))
+        kinds = rng.sample(FACT_KINDS, min(len(FACT_KINDS), rng.randint(1, max_facts) + rng.randint(0, 2)))
         known = [random_fact(rng, kind) for kind in kinds]
         asked = known[:rng.randint(1, min(max_facts, len(known)))]
         # the answers carry no emotion label: how she feels about a recalled fact is not the fact's to say
@@ -187,9 +187,9 @@ def memory_dialogues(system_prompt: str, distractors: list[Imported], count: int
                      for turn in (Turn("user", question), Turn("rosie", rng.choice(fact.answers)))]
         if not questions:  # every question drawn is one the scorecard asks
             continue
-        if rng.random() < not_told_share:
-            unknown = random_fact(rng, rng.choice([k for k in FACT_KINDS if k not in kinds]))
-            if question := ask(unknown, rng):
+        untold = [k for k in FACT_KINDS if k not in kinds]
+        if untold and rng.random() < not_told_share:
+            if question := ask(random_fact(rng, rng.choice(untold)), rng):
                 questions += [Turn("user", question), Turn("rosie", rng.choice(NOT_TOLD))]
         middle: list[Turn] = []
         if pool:
