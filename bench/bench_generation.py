@@ -171,7 +171,8 @@ def side(args: argparse.Namespace) -> None:
     elif args.side.startswith("ppl"):
         result = {"perplexity": perplexity(args, model_dir, args.side == "ppl-int8")}
     else:
-        result = run_rosie(args, model_dir, args.side != "rosie", "torchao" if args.side == "rosie-torchao" else "torch.ao")
+        quantizer = "torchao" if args.side == "rosie-torchao" else "torch.ao"
+        result = run_rosie(args, model_dir, args.side != "rosie", quantizer)
     print(json.dumps(result))
 
 

@@ -320,8 +320,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def quiet_libraries() -> None:
     """Rosie's own lines only: no weight-loading bars, no notices about what Rosie does on purpose (mean-resized
-    token rows, saved with the adapters), no deprecation notes about code
-    that is not Rosie's."""
+    token rows, saved with the adapters), no deprecation notes about code that is not Rosie's."""
     import warnings
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

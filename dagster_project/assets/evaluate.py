@@ -183,8 +183,8 @@ def _registration_asset(approach: str) -> dg.AssetsDefinition:
         deps=[EVALUATION_ASSET[approach]],
         kinds={"mlflow"},
         description=f"The evaluated {approach} model as a version of model 'rosie' in the MLflow registry (an "
-        "MLflow 3 ResponsesAgent chat model, data digests and git commit as tags, datasets as lineage); alias 'champion' moves only "
-        "when it beats the current champion on the scorecard, whichever approach that is.",
+        "MLflow 3 ResponsesAgent chat model, data digests and git commit as tags, datasets as lineage); alias "
+        "'champion' moves only when it beats the current champion on the scorecard, whichever approach that is.",
     )
     def registration(context: dg.AssetExecutionContext, rosie: RosieHomeResource,
                      pipes: dg.PipesSubprocessClient) -> dg.MaterializeResult:

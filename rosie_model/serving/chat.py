@@ -141,8 +141,8 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     quantized on the fly (PyTorch's fbgemm/onednn kernels); the tied output layer gets its own int8 copy.
 
     This stays on ``torch.ao.quantization`` although torch points to torchao: torchao 0.18's ``quantize_``
-    (int8 dynamic activations + int8 weights) decodes at about a third of its speed on these CPUs, slower than float32
-    (``python bench/bench_generation.py --torchao``, bench/RESULTS.md)."""
+    (int8 dynamic activations + int8 weights) decodes at about a third of its speed on these CPUs, slower
+    than float32 (``python bench/bench_generation.py --torchao``, bench/RESULTS.md)."""
     import warnings
 
     untie_output_head(model)

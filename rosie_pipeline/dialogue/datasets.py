@@ -25,7 +25,7 @@ from rosie_pipeline.dialogue.importers import (
     read_landing_file,
     reddit_chains,
 )
-from rosie_pipeline.dialogue.memory import background_memories, memory_dialogues
+from rosie_pipeline.dialogue.memory import background_memories, memory_dialogues, said_lines
 from rosie_pipeline.dialogue.personality import load_seed, personality_dialogues
 from rosie_pipeline.dialogue.schema import content_hash, make_dialogue, split_for, turns_of
 from rosie_pipeline.ingest.records import Rejected, Row, skipped
@@ -54,7 +54,7 @@ class PersonalityOptions:
 
 def past_turns(limit: int = 300) -> list[str]:
     """Short things users said in real conversations: the past turns a returning user's recall brings."""
-    return [t.text for item in chitchat_conversations(limit) for t in item.turns if t.role == "user" and len(t.text) <= 120]
+    return said_lines([turn for item in chitchat_conversations(limit) for turn in item.turns])
 
 
 def with_background_memory(row: dict[str, Any], said: list[str], permille: int) -> dict[str, Any]:
@@ -75,7 +75,8 @@ def background_rows(permille: int) -> Callable[[dict[str, Any]], Row]:
 
 def _imported_dialogue(item: Imported, val_permille: int, system: str) -> dict[str, Any]:
     turns = [Turn("system", system), *item.turns] if item.persona == 0 else item.turns
-    return make_dialogue(item.source, item.locator, turns, persona=item.persona, split=split_for(item.turns, val_permille))
+    return make_dialogue(item.source, item.locator, turns, persona=item.persona,
+                         split=split_for(item.turns, val_permille))
 
 
 def build_personality(home: RosieHome, options: PersonalityOptions, registry: PersonaRegistry,
@@ -95,7 +96,10 @@ def build_personality(home: RosieHome, options: PersonalityOptions, registry: Pe
         if path.suffix.lower() not in PERSONALITY_FORMS:
             continue
         for result in read_landing_file(path, registry):
-            yield row(_imported_dialogue(result, options.val_permille, system)) if isinstance(result, Imported) else result
+            if isinstance(result, Imported):
+                yield row(_imported_dialogue(result, options.val_permille, system))
+            else:
+                yield result
 
 
 @dataclass(frozen=True)

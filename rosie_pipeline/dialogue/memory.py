@@ -52,6 +52,11 @@ NOT_TOLD = ("Hmm, I don't think you've told me that yet! Will you tell me?",
 TOLD = "The user said: {statement}"
 
 
+def said_lines(turns: list[Turn]) -> list[str]:
+    """The user's short turns, as past turns for a memory block (a memory line, not an essay)."""
+    return [turn.text for turn in turns if turn.role == "user" and len(turn.text) <= 120]
+
+
 def made_up_name(rng: random.Random) -> str:
     """A pronounceable name that is in no list (``Tavin``, ``Shenna``)."""
     return rng.choice(ONSETS) + rng.choice(NUCLEI) + rng.choice(CODAS)
@@ -176,7 +181,7 @@ def memory_dialogues(system_prompt: str, distractors: list[Imported], count: int
     A ``not_told_share`` of dialogues also asks about something never told, and she says she does not know."""
     rng = random.Random(seed)
     pool = [turn for item in distractors for turn in item.turns]
-    said = [turn.text for turn in pool if turn.role == "user" and len(turn.text) <= 120]  # a memory line, not an essay
+    said = said_lines(pool)
     produced = 0
     while produced < count:
         kinds = rng.sample(FACT_KINDS, min(len(FACT_KINDS), rng.randint(1, max_facts) + rng.randint(0, 2)))
