@@ -327,7 +327,6 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not "started monitoring system metrics" per run
     for message, category in ((r".*is_gradient_checkpointing", FutureWarning),
-                              (r"The specified dataset source can be interpreted in multiple ways", UserWarning),
                               (r"Setting `save_embedding_layers` to `True`", UserWarning)):  # Rosie resized on purpose
         warnings.filterwarnings("ignore", message=message, category=category)
 

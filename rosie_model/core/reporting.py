@@ -50,6 +50,15 @@ def phase_model_id(weights: Path) -> str | None:
     return found[0].model_id if found else None
 
 
+def dataset_source(folder: Path) -> Any:
+    """A local folder as an MLflow dataset source, of the one local kind by name: MLflow registers its local
+    file source twice, and resolving a bare path warns that it "can be interpreted in multiple ways"."""
+    from mlflow.data.dataset_source_registry import get_registered_sources, resolve_dataset_source
+
+    local = next(s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource")
+    return resolve_dataset_source(str(Path(folder).resolve()), candidate_sources=[local])
+
+
 def launched_by_dagster() -> bool:
     """Whether a Dagster step launched this process through Pipes (its log lines and results go there)."""
     return "DAGSTER_PIPES_CONTEXT" in os.environ

@@ -23,7 +23,7 @@ from typing import Any
 
 from rosie_model.core.bootstrap import BootstrapSettings
 from rosie_model.core.layout import MODEL_NAME, ModelFolder
-from rosie_model.core.reporting import ensure_experiment, phase_model_id
+from rosie_model.core.reporting import dataset_source, ensure_experiment, phase_model_id
 
 MARGIN = 0.02
 SCORECARD = ("scorecard_persona", "scorecard_knowledge", "scorecard_memory", "scorecard_emotion_fit",
@@ -96,7 +96,6 @@ def register(model_dir: Path, evaluation: dict[str, Any], datasets: list[Path], 
              experiment: str = "rosie-registry") -> dict[str, Any]:
     import mlflow
     from mlflow import MlflowClient
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.entities import LoggedModelInput
     from mlflow.data.meta_dataset import MetaDataset
 
@@ -110,7 +109,7 @@ def register(model_dir: Path, evaluation: dict[str, Any], datasets: list[Path], 
             digest = hashlib.sha256("".join(s["sha256"] for s in manifest["shards"]).encode()).hexdigest()[:16]
             name = f"{manifest.get('dataset', 'tokens')}-{manifest.get('split', 'train')}"
             digests[f"data.{name}"] = digest
-            mlflow.log_input(MetaDataset(resolve_dataset_source(str(manifest_path.parent.resolve())), name=name,
+            mlflow.log_input(MetaDataset(dataset_source(manifest_path.parent), name=name,
                                          digest=digest), context="training")
         latest = ModelFolder(model_dir).latest_weights()
         trained = phase_model_id(latest) if latest else None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rosie_model.core.config import ModelConfig
 from rosie_model.core.layout import ModelFolder
 from rosie_model.core.checkpoint import sha256_file
-from rosie_model.core.reporting import PHASE_TAG, STEP_TAG, WEIGHTS_TAG, ensure_experiment, pipes_session
+from rosie_model.core.reporting import PHASE_TAG, STEP_TAG, WEIGHTS_TAG, dataset_source, ensure_experiment, pipes_session
 from rosie_model.training.config import Stop, TrainConfig, TrainResult
 from rosie_model.training.distributed import Dist, teardown
 
@@ -85,12 +85,11 @@ class Tracker:
     def _log_dataset(self, dataset: ShardDataset, context: str, log: bool) -> Any:
         """The shard split as an MLflow dataset, logged as the run's input unless the (resumed) run has it."""
         import mlflow
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.meta_dataset import MetaDataset
 
         manifest = dataset.manifest
         name = f"{manifest.get('dataset', 'tokens')}-{manifest.get('split', context)}"
-        meta = MetaDataset(source=resolve_dataset_source(str(dataset.folder.resolve())), name=name, digest=dataset.digest)
+        meta = MetaDataset(source=dataset_source(dataset.folder), name=name, digest=dataset.digest)
         if log:
             mlflow.log_input(meta, context=context, tags={"rows": str(dataset.rows), "tokens": str(manifest.get("tokens"))})
         return meta
