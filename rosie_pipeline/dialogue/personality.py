@@ -206,8 +206,7 @@ class PersonalityGenerator:
             op, value = self.rng.choice((("plus", a + b), ("minus", a - b), ("times", a * b)))
             if asks_held_out(f"What is {a} {op} {b}?"):  # a scorecard sum, in any wording
                 a, op, value = a + 12, "plus", a + 12 + b
-            user = self.rng.choice(("What's {a} {op} {b}?", "Can you tell me {a} {op} {b}?", "Quick: {a} {op} {b}?",
-                                    "What is {a} {op} {b}?", "How much is {a} {op} {b}?", "Rosie, what's {a} {op} {b}?"))
+            user = self.rng.choice(("What's {a} {op} {b}?", "Can you tell me {a} {op} {b}?", "Quick: {a} {op} {b}?"))
             return Exchange("help", (Turn("user", user.format(a=a, op=op, b=b)),
                                      Turn("rosie", f"{a} {op} {b} is {value}!{self.rng.choice(ANSWER_FLOURISH)}", "happy")))
         if kind == 1:
