@@ -48,6 +48,24 @@ def mentions(text: str, answers: list[str]) -> bool:
     return any(re.search(rf"(?<![\w-]){re.escape(a.lower())}(?![\w-])", text.lower()) for a in answers)
 
 
+FIRST_PERSON = frozenset({"i", "i'm", "i've", "i'd", "i'll", "me", "my", "mine", "myself"})
+THEIRS = frozenset({"you", "you're", "your", "yours", "you've", "user", "user's"})
+
+
+def recalled_as_theirs(text: str, answers: list[str]) -> bool:
+    """Whether ``text`` gives one of ``answers`` back as the user's fact: named (as :func:`mentions`), and the
+    sentence that first names it does not claim it in the first person. "My name is Desmond" or "I live in
+    Edinburgh" says the words and gets whose they are wrong; "You're Desmond!" or "the user's hobby of pottery"
+    does not."""
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        lowered = sentence.lower()
+        found = [m for a in answers if (m := re.search(rf"(?<![\w-]){re.escape(a.lower())}(?![\w-])", lowered))]
+        if found:
+            before = set(words(sentence[: min(m.start() for m in found)]))
+            return not before & FIRST_PERSON or bool(before & THEIRS)
+    return False
+
+
 def distinct_2(text: str) -> float:
     """Distinct word bigrams over all bigrams (1.0 for replies too short to loop)."""
     tokens = words(text)
@@ -120,7 +138,7 @@ def run_scorecard(loaded: LoadedRosie, card: dict[str, Any], options: SamplingOp
                 user = f"scorecard-{n}"
                 rosie.reply([{"role": "user", "content": item["tell"]}], user_id=user)   # the first conversation
                 ask("memory", [{"role": "user", "content": item["ask"]}],                # a new one
-                    lambda r, _, a=item["answers"]: mentions(r.text, a), user=user)
+                    lambda r, _, a=item["answers"]: recalled_as_theirs(r.text, a), user=user)
             for item in card.get("emotion", []):
                 ask("emotion_fit", [{"role": "user", "content": item["say"]}], lambda r, _, fits=item["fits"]: r.emotion in fits)
             for event in rosie.events if events else ():

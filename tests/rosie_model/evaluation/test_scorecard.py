@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from rosie_model.evaluation.scorecard import Fluency, distinct_2, in_character, mentions, run_scorecard, tune_sampling
+from rosie_model.evaluation.scorecard import (Fluency, distinct_2, in_character, mentions, recalled_as_theirs,
+                                              run_scorecard, tune_sampling)
 from rosie_model.serving.chat import Reply
 from rosie_model.serving.generate import SamplingOptions, load_rosie
 from rosie_pipeline.scorecard import held_out_prompts, is_held_out, load_scorecard
@@ -27,6 +28,17 @@ def test_answers_count_as_whole_words_in_any_case():
     assert mentions("The capital is TOKYO!", ["Tokyo"]) and mentions("A dog has 4 legs.", ["4", "four"])
     assert not mentions("Forty-four legs", ["four legs"]) and not mentions("Tokyoite", ["Tokyo"])
     assert not mentions("14 legs", ["4"])
+
+
+def test_a_recalled_fact_counts_only_when_it_comes_back_as_the_users():
+    assert recalled_as_theirs("You're Desmond! How could I forget?", ["Desmond"])
+    assert recalled_as_theirs("Biscuit", ["Biscuit"]) and recalled_as_theirs("The user has a dog named Waffles", ["Waffles"])
+    assert recalled_as_theirs("I remember! Your cat is Pumpkin.", ["Pumpkin"])
+    # the words without whose they are: said as her own, the fact is not recalled
+    assert not recalled_as_theirs("Hello! My name is Desmond.", ["Desmond"])
+    assert not recalled_as_theirs("I live in Edinburgh, Scotland", ["Edinburgh"])
+    assert not recalled_as_theirs("I love paella, it's great. Paella is from Spain.", ["paella"])  # the first mention decides
+    assert not recalled_as_theirs("Hmm, I don't know yet!", ["Desmond"])
 
 
 def test_fluency_catches_leaks_loops_cuts_and_other_languages():
