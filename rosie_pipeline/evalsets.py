@@ -42,22 +42,20 @@ def held_out_texts(documents: list[Path], val_permille: int, per_source: int) ->
 
 
 def memory_choices(rows: list[dict[str, Any]], choices: int, seed: int = 0) -> list[dict[str, Any]]:
-    by_question: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_question[row["turns"][-2]["text"]].append(row)
+    """Each held-out memory dialogue's last answer among answers of other held-out dialogues (the questions
+    come in too many wordings and names for answers to the same question to be the distractors)."""
+    answers = sorted({row["turns"][-1]["text"] for row in rows})
     rng = random.Random(seed)
     items = []
-    for question, group in sorted(by_question.items()):
-        answers = sorted({r["turns"][-1]["text"] for r in group})
-        for row in group:
-            truth = row["turns"][-1]["text"]
-            others = [a for a in answers if a != truth]
-            if not others:
-                continue
-            options = [truth, *rng.sample(others, min(choices - 1, len(others)))]
-            rng.shuffle(options)
-            items.append({"messages": as_messages(turns_of(row)[:-1]), "memory": row["memory"], "choices": options,
-                          "answer": options.index(truth), "emotion": row["turns"][-1]["emotion"] or "neutral"})
+    for row in rows:
+        truth = row["turns"][-1]["text"]
+        others = [a for a in answers if a != truth]
+        if not others:
+            continue
+        options = [truth, *rng.sample(others, min(choices - 1, len(others)))]
+        rng.shuffle(options)
+        items.append({"messages": as_messages(turns_of(row)[:-1]), "memory": row["memory"], "choices": options,
+                      "answer": options.index(truth), "emotion": row["turns"][-1]["emotion"] or "neutral"})
     return items
 
 

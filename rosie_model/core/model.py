@@ -229,8 +229,10 @@ class RosieTransformer(nn.Module):
 
         Each fact is read by the model's own trunk (causally, without memory or persona), so the vector
         at "blue" in "The user's favourite colour is blue." already knows it is the favourite colour;
-        the bank keeps one such vector per fact token, projected, and memory attention picks from it.
+        the bank keeps one such vector per fact token, projected, and memory attention picks from it. A fact
+        longer than the model's context (a long past turn) is read up to ``max_seq_len`` tokens.
         """
+        fact_ids = fact_ids[..., : self.config.max_seq_len]
         batch, facts, width = fact_ids.shape
         flat = fact_ids.reshape(batch * facts, width)
         present = flat != self.config.pad_id

@@ -54,6 +54,14 @@ def test_memory_and_persona_change_nothing_at_init_and_something_once_trained():
         assert not torch.allclose(base, model.lm_logits(model(ids, memory=memory, memory_mask=present)))
 
 
+def test_a_fact_longer_than_the_context_is_read_up_to_it():
+    model = _tiny()
+    long_fact = torch.randint(2, 300, (1, 2, model.config.max_seq_len + 9))  # a long past turn in the memory block
+    with torch.no_grad():
+        memory, present = model.encode_memory(long_fact)
+    assert present.shape == (1, 2 * model.config.max_seq_len) and memory.shape[1] == 2 * model.config.max_seq_len
+
+
 def test_emotion_head_reads_where_rosies_turn_starts():
     model = _tiny()
     hidden = model(torch.randint(0, 300, (3, 10)))

@@ -24,8 +24,9 @@ def registered(chat_model_dir, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("mlflow")
     uri, before = f"sqlite:///{root / 'mlflow.db'}", mlflow.get_tracking_uri()
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:  # undone afterwards: later tests' subprocesses inherit the env
         patch.setenv("ROSIE_HOME", str(root / "home"))  # her memory store lives there
+        patch.setenv("MLFLOW_TRACKING_URI", uri)  # set_tracking_uri writes it into the environment too
         mlflow.set_tracking_uri(uri)
         assert register(chat_model_dir, {}, [], {"approach": "scratch"})["champion"]
         yield uri
