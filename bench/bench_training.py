@@ -120,7 +120,7 @@ def main() -> None:
     rosie, hf = results["rosie"], results["hf"]
     header = (f"Dimensions: {args.layers} layers, d_model {args.d_model}, {args.heads} heads, d_ff {args.d_ff}, "
               f"vocab {args.vocab}, batch {args.batch} x {args.seq_len} tokens, {rosie['parameters'] / 1e6:.1f}M "
-              f"parameters; device {rosie['device']}, {args.dtype}, {os.cpu_count()} cores, {platform.machine()}; "
+              f"parameters; device {rosie['device']}, {'bf16 autocast' if rosie['device'] != 'cpu' else args.dtype}, {os.cpu_count()} cores, {platform.machine()}; "
               f"{args.steps} timed AdamW steps after 2 warm-up (compilation happens there). "
               f"Command: `python bench/bench_training.py{' --compile' if args.compile else ''}`.")
     names = {"rosie": "Rosie (rosie_model)", "rosie-compiled": "Rosie, `compile: true` (torch.compile)",

@@ -56,7 +56,12 @@ class TrainConfig:
     #: similar lengths and its padding columns are not computed: dialogue steps cost about half.
     group_by_length: int = 16
     dtype: str = "auto"
-    compile: bool = False
+    #: torch.compile the model: None means on for the scratch model on CUDA (a CPU step gains little for the
+    #: compile's minute; the bootstrap path's peft model is left eager there, not verified under compile).
+    compile: bool | None = None
+    #: The language-model loss is taken this many positions at a time beyond that many, each chunk's float32
+    #: logits recomputed in the backward pass instead of kept (memory: one chunk x vocabulary).
+    loss_chunk_rows: int = 4096
     gradient_checkpointing: bool = False
     device: str = "auto"
     distributed: str = "ddp"
@@ -64,7 +69,9 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 50
     eval_batches: int = 8
-    checkpoint_every: int = 50
+    #: Steps between checkpoints (and after the last, and on SIGTERM); written by a background thread, so a
+    #: step waits only for the weights' copy to the host.
+    checkpoint_every: int = 250
     keep_checkpoints: int = 3
     experiment: str | None = None
     run_name: str | None = None

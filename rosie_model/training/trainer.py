@@ -24,23 +24,24 @@ import math
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
-from rosie_model.core.checkpoint import (list_checkpoints, load_checkpoint, load_weights, save_checkpoint, save_weights,
-                                         sha256_file)
+from rosie_model.core.checkpoint import list_checkpoints, load_checkpoint, load_weights, save_weights, sha256_file
 from rosie_model.core.config import ModelConfig, preset
 from rosie_model.core.layout import ModelFolder
 from rosie_model.core.protocol import RosieCore
 from rosie_model.core.reporting import launched_by_dagster, time_left
 from rosie_model.training.config import Stop, TrainConfig, TrainResult
-from rosie_model.training.data import Position, ShardDataset, conditioning, mixed_batches, used_width
+from rosie_model.training.data import Position, Prefetch, ShardDataset, conditioning, mixed_batches, used_width
 from rosie_model.training.guard import WriterLock
+from rosie_model.training.saver import CheckpointWriter
 from rosie_model.training.emotion_fit import HeadFit, fit_emotion_head
 from rosie_model.training.distributed import (barrier, full_state, mean_across, pick_dtype, restore_state,
                                               setup_distributed, teardown, wrap)
@@ -148,29 +149,50 @@ def fed_tokens(tokenizer_dir: Path) -> int:
     return 1 + len(tokenizer.encode(settings.get("rosie_reply_start", ""), add_special_tokens=False).ids)
 
 
+def cross_entropy_sum(head: Callable[[torch.Tensor], torch.Tensor], hidden: torch.Tensor, targets: torch.Tensor,
+                      chunk: int) -> torch.Tensor:
+    """Summed cross-entropy of ``head(hidden)`` (N, V) against ``targets`` (N,), ``chunk`` rows at a time beyond
+    that many: each chunk's float32 logits are dropped after its loss and recomputed in the backward pass, so a
+    step holds one chunk's logits (chunk x V), not all of them (16 x 2048 x 32k in float32 is 3.9 GiB)."""
+    def piece(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(head(h).float(), t, reduction="sum")
+
+    if hidden.shape[0] <= chunk:
+        return piece(hidden, targets)
+    parts = [checkpoint(piece, h, t, use_reentrant=False) for h, t in zip(hidden.split(chunk), targets.split(chunk))]
+    return torch.stack(parts).sum()
+
+
 def compute_loss(model: torch.nn.Module, core: RosieCore, batch: dict[str, torch.Tensor], config: TrainConfig,
-                 device: torch.device, fed: int = 1) -> tuple[torch.Tensor, dict[str, float]]:
-    """Language-model loss on what she says, plus the emotion head's loss where her turn starts. The first
-    ``fed`` tokens of her turn (see :func:`fed_tokens`) are not the language model's to predict: left in, the
-    new emotion tokens' loss (~25 nats at the start) dominates and training bends the trunk towards them."""
-    tokens = batch["tokens"].to(device)                        # (B, T+1)
-    width = used_width(tokens, core.config.pad_id)
-    tokens = tokens[:, :width]                                 # (B, W+1): columns of padding only are cut off
-    inputs, targets = tokens[:, :-1], tokens[:, 1:]            # (B, W) each
-    mask = batch["loss_mask"].to(device)[:, 1:width] if "loss_mask" in batch else torch.ones_like(targets, dtype=torch.bool)
-    mask = mask & (targets != core.config.pad_id)
-    hidden = model(inputs, **conditioning(core, batch, device))   # (B, W, D)
+                 device: torch.device, fed: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Language-model loss on what she says, plus the emotion head's loss where her turn starts; the parts are
+    detached device tensors, read only when logged. The first ``fed`` tokens of her turn (see :func:`fed_tokens`)
+    are not the language model's to predict: left in, the new emotion tokens' loss (~25 nats at the start)
+    dominates and training bends the trunk towards them.
+
+    Every mask and count is made on the host from the batch as read, so no step waits for the device: the loss
+    rows are picked by an index sent along with the tokens, not by a boolean gather whose size the host must
+    read back."""
+    pad = core.config.pad_id
+    tokens = batch["tokens"]                                   # (B, T+1), on the host
+    width = used_width(tokens, pad)                            # W + 1: columns of padding only are cut off
+    targets = tokens[:, 1:width]                               # (B, W)
+    mask = batch["loss_mask"][:, 1:width] if "loss_mask" in batch else torch.ones_like(targets, dtype=torch.bool)
+    mask = mask & (targets != pad)
     spoken = mask & (mask.cumsum(dim=1) > fed) if "loss_mask" in batch else mask   # (B, W): her words and stop
-    logits = core.lm_logits(hidden[spoken]).float()            # (N, V): only where the loss is taken
-    lm_loss = F.cross_entropy(logits, targets[spoken], reduction="sum") / spoken.sum().clamp(min=1)
-    loss, parts = lm_loss, {"lm_loss": float(lm_loss.detach())}
+    where = spoken.reshape(-1).nonzero().squeeze(1)            # (N,): the rows the loss is taken on
+    inputs = batch["tokens"].to(device, non_blocking=True)[:, :width - 1]  # (B, W)
+    hidden = model(inputs, **conditioning(core, batch, device))            # (B, W, D)
+    picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, where.to(device, non_blocking=True))   # (N, D)
+    lm_loss = cross_entropy_sum(core.lm_logits, picked, targets.reshape(-1)[where].to(device, non_blocking=True),
+                                config.loss_chunk_rows) / max(1, len(where))
+    loss, parts = lm_loss, {"lm_loss": lm_loss.detach()}
     labels = batch.get("emotion")
     if labels is not None and config.phase != "base" and bool((labels >= 0).any()):
-        labels = labels.to(device)
-        emotion_logits = core.emotion_logits(hidden, mask).float()   # (B, emotions)
-        emotion_loss = F.cross_entropy(emotion_logits[labels >= 0], labels[labels >= 0])
+        emotion_logits = core.emotion_logits(hidden, mask.to(device, non_blocking=True)).float()   # (B, emotions)
+        emotion_loss = F.cross_entropy(emotion_logits, labels.to(device, non_blocking=True), ignore_index=-1)
         loss = loss + config.emotion_loss_weight * emotion_loss
-        parts["emotion_loss"] = float(emotion_loss.detach())
+        parts["emotion_loss"] = emotion_loss.detach()
     return loss, parts
 
 
@@ -193,8 +215,9 @@ class Trainer:
         self.trainable = select_trainable(self.core, self.groups)
         self.core.gradient_checkpointing = config.gradient_checkpointing
         self.core.to(self.device)
-        self.model = wrap(self.core, config.distributed, self.world, self.device)
-        if config.compile:
+        self.model = wrap(self.core, config.distributed, self.world, self.device, self.groups)
+        self.sharded = config.distributed == "fsdp" and self.world.world_size > 1
+        if config.compile or (config.compile is None and self.device.type == "cuda" and config.approach == "scratch"):
             self.model = torch.compile(self.model)
         self.optimizer = build_optimizer(self.model, config, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_scaler)
@@ -204,16 +227,25 @@ class Trainer:
         self.tokens_per_step = (config.batch_size * config.grad_accum * self.world.world_size
                                 * (self.train_set.row_length - 1))
         self.step, self.positions, self.run_id, self.curve = 0, [Position(), Position()], None, []
+        #: losses of the steps since the curve was last read, still on the device (see :meth:`read_losses`)
+        self.unread: list[torch.Tensor] = []
+        #: seconds the training thread spent saving checkpoints (the copy to the host; the write is background)
+        self.checkpoint_s = 0.0
         #: tokens (not padding) this process has trained on, times the world size: what tokens/s counts
         self.tokens_fed = 0
         self.checkpoints = self.folder.checkpoints(config.phase)
+        self.writer = CheckpointWriter()
         self.digest = config.inputs_digest(self.tokenizer_hash, start)
         self.resume()
 
     def _open_data(self) -> tuple[ShardDataset, ShardDataset | None, ShardDataset | None, int]:
         config = self.config
-        open_split = lambda path: ShardDataset(Path(path), self.tokenizer_hash) if path else None  # noqa: E731
+        # the shards' sha256 is checked once, by rank 0, while the other ranks wait: N ranks on a node would
+        # otherwise each read every shard before the first step
+        open_split = lambda path: (ShardDataset(Path(path), self.tokenizer_hash, verify=self.world.main)  # noqa: E731
+                                   if path else None)
         train_set, val_set, replay_set = open_split(config.train_data), open_split(config.val_data), open_split(config.replay_data)
+        barrier(self.world)
         replay_rows = round(config.batch_size * config.replay_share) if replay_set is not None else 0
         if train_set.row_length - 1 > self.core.config.max_seq_len:
             raise ValueError(f"shards hold {train_set.row_length - 1}-token rows; the model's max_seq_len is "
@@ -227,7 +259,7 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------------
     def state_dict(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """(weights that train, everything else a resume needs)."""
-        weights, optim = full_state(self.model, self.optimizer, self.keep)
+        weights, optim = full_state(self.model, self.optimizer, self.keep, self.sharded)
         state = {"step": self.step, "position": self.positions[0].to_dict(),
                  "replay_position": self.positions[1].to_dict(), "optimizer": optim, "run_id": self.run_id or "",
                  "loss_curve": [list(p) for p in self.curve], "rng_cpu": torch.get_rng_state(),
@@ -277,28 +309,50 @@ class Trainer:
         if self.damaged:
             self.reason += f" (damaged checkpoint{'s' if len(self.damaged) > 1 else ''} set aside: {'; '.join(self.damaged)})"
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, across: bool = True) -> None:
+        """This step's state, copied to the host now and written to disk by a background thread. ``across``: as
+        in :meth:`read_losses` (false for a save only this rank may make, on a stop it alone received)."""
+        started = time.perf_counter()
+        self.read_losses(across)  # the curve travels in the checkpoint
         weights, state = self.state_dict()
         if self.world.main:
-            save_checkpoint(self.checkpoints, self.step, weights, state, self.config.keep_checkpoints)
+            self.writer.submit(self.checkpoints, self.step, weights, state, self.config.keep_checkpoints,
+                               copy=self.device.type == "cpu")
+        self.checkpoint_s += time.perf_counter() - started
+
+    def read_losses(self, across: bool) -> float:
+        """The unread steps' losses onto the curve, read from the device in one go (the only wait for it between
+        log lines); ``across``: as the mean over ranks, which every rank must call together. Returns the latest."""
+        if self.unread:
+            losses = torch.stack(self.unread)
+            losses = mean_across(losses, self.world) if across else losses
+            first = self.step - len(self.unread) + 1
+            self.curve += zip(range(first, self.step + 1), losses.tolist())
+            self.unread = []
+        return self.curve[-1][1] if self.curve else float("nan")
 
     # -- steps ------------------------------------------------------------------------------------------
-    def batches(self) -> Iterator[tuple[dict[str, torch.Tensor], list[Position]]]:
+    def batches(self) -> Prefetch:
+        """The batches from the current positions on, read and collated ahead by a background thread."""
         sources = [(self.train_set, self.config.batch_size - self.replay_rows, self.positions[0])]
         if self.replay_rows:
             sources.append((self.replay_set, self.replay_rows, self.positions[1]))
-        return mixed_batches(sources, self.world.rank, self.world.world_size, self.config.seed,
-                             self.config.group_by_length)
+        return Prefetch(mixed_batches(sources, self.world.rank, self.world.world_size, self.config.seed,
+                                      self.config.group_by_length), pin=self.device.type == "cuda")
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype != torch.float32)
+        if self.autocast_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def train_step(self, batches: Iterator[tuple[dict[str, torch.Tensor], list[Position]]]) -> tuple[dict[str, float], float]:
-        """One optimizer step over ``grad_accum`` micro-batches: (loss parts of the last, gradient norm)."""
+    def train_step(self, batches: Iterator[tuple[dict[str, torch.Tensor], list[Position]]]
+                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One optimizer step over ``grad_accum`` micro-batches: (loss parts of the last, gradient norm), as device
+        tensors: nothing here waits for the device, so the host queues the next step while this one runs."""
         config, model = self.config, self.model
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(config, self.step) * group.get("lr_scale", 1.0)
-        parts: dict[str, float] = {}
+        parts: dict[str, torch.Tensor] = {}
         for micro in range(config.grad_accum):
             batch, positions = next(batches)
             self.tokens_fed += int((batch["tokens"][:, :-1] != self.core.config.pad_id).sum()) * self.world.world_size
@@ -314,7 +368,8 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return parts, float(grad_norm)
+        self.unread.append(parts["lm_loss"])
+        return parts, grad_norm
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -327,7 +382,7 @@ class Trainer:
             with self.autocast():
                 losses.append(compute_loss(self.model, self.core, batch, self.config, self.device, self.fed)[1]["lm_loss"])
         self.model.train()
-        return mean_across(sum(losses) / max(1, len(losses)), self.world)
+        return float(mean_across(torch.stack(losses).mean(), self.world)) if losses else float("nan")
 
     def fit_emotion_head(self) -> HeadFit | None:
         """The emotion head fitted on the trained trunk's features (``emotion_head_fit_rows`` labelled rows, the
@@ -343,7 +398,7 @@ class Trainer:
     def save_model(self) -> Path:
         """The phase's weights, config, tokenizer and whatever else the model kind needs, into the folder."""
         path = self.folder.weights(self.config.phase)
-        weights, _ = full_state(self.model, None, self.keep)
+        weights, _ = full_state(self.model, None, self.keep, self.sharded)
         if self.world.main:  # identical weights (a re-run with no new steps) leave the file as it is
             save_weights(weights, path, metadata={"phase": self.config.phase, "preset": self.core.config.preset},
                          unless_identical=True)
@@ -406,20 +461,22 @@ def _train(config: TrainConfig, stop: list[int]) -> TrainResult:
     # a run resumed at its last step trains no more: its final loss is the one it had reached
     loss, val_loss = trainer.curve[-1][1] if trainer.curve else float("nan"), None
     started, start_step, batches = time.perf_counter(), trainer.step, trainer.batches()
-    with tracker.finishing(bar, trainer.world):
+    with tracker.finishing(bar, trainer.world), contextlib.closing(batches):
         if stop:  # stopped while the run was being set up: nothing new to save
             raise Stop(stop[0])
         trainer.model.train()
         while trainer.step < config.steps:
             parts, grad_norm = trainer.train_step(batches)
             step = trainer.step
-            loss = mean_across(parts["lm_loss"], trainer.world)
-            trainer.curve.append((step, loss))
             bar.update(1)
             if step % config.log_every == 0 or step == config.steps:
-                tps = trainer.tokens_fed / (time.perf_counter() - started)
-                metrics = {"loss": loss, "lr": learning_rate(config, step - 1), "grad_norm": grad_norm,
-                           "tokens_per_second": tps, **{k: v for k, v in parts.items() if k != "lm_loss"}}
+                loss = trainer.read_losses(across=True)
+                seconds = time.perf_counter() - started
+                tps = trainer.tokens_fed / seconds
+                metrics = {"loss": loss, "lr": learning_rate(config, step - 1), "grad_norm": float(grad_norm),
+                           "tokens_per_second": tps, "data_wait_share": batches.waited_s / seconds,
+                           "checkpoint_share": trainer.checkpoint_s / seconds,
+                           **{k: float(v) for k, v in parts.items() if k != "lm_loss"}}
                 if (mfu := trainer.mfu(tps)) is not None:
                     metrics["mfu"] = mfu
                 tracker.metrics(metrics, step)
@@ -430,10 +487,14 @@ def _train(config: TrainConfig, stop: list[int]) -> TrainResult:
             if trainer.val_set is not None and (step % config.eval_every == 0 or step == config.steps):
                 val_loss = trainer.evaluate()
                 tracker.metrics({"val_loss": val_loss}, step)
-            if step % config.checkpoint_every == 0 or step == config.steps or stop:
-                trainer.save_checkpoint()
+            scheduled = step % config.checkpoint_every == 0 or step == config.steps
+            if scheduled or stop:
+                trainer.save_checkpoint(across=scheduled)
             if stop:
+                trainer.writer.wait()
                 raise Stop(stop[0])
+        trainer.writer.wait()
+    loss = trainer.read_losses(across=False)  # already read at the last step; here for a run that trained none
     elapsed, step = time.perf_counter() - started, trainer.step
     if (fit := trainer.fit_emotion_head()) is not None:
         tracker.log(fit.summary())
