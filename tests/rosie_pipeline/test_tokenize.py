@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rosie_pipeline.chat_format import EOS, PAD, SPECIAL_TOKENS
+from rosie_pipeline.tokenize import shards
 from rosie_pipeline.tokenize.shards import ShardOptions, split_of, verify_split, write_shards
 from rosie_pipeline.tokenize.tokenizer import (
     TokenizerOptions,
@@ -63,7 +64,10 @@ def test_sample_is_deterministic_and_bounded():
     assert 0 < len(first) < len(CORPUS) and sum(map(len, first)) < 5_000 + max(map(len, first))
 
 
-def test_shards_pack_documents_with_eos_and_split_by_hash(tokenizer_dir, tmp_path):
+@pytest.mark.parametrize("group_rows", [512, 7])
+def test_shards_pack_documents_with_eos_and_split_by_hash(tokenizer_dir, tmp_path, monkeypatch, group_rows):
+    """Rows stream into a shard a Parquet row group at a time (7: several groups a shard, the last one short)."""
+    monkeypatch.setattr(shards, "ROW_GROUP_ROWS", group_rows)
     folder, sha = tokenizer_dir
     tokenizer = load_tokenizer(folder)
     options = ShardOptions(seq_len=63, val_permille=100, target_shard_bytes=64 * 100 * 2)
@@ -82,6 +86,9 @@ def test_shards_pack_documents_with_eos_and_split_by_hash(tokenizer_dir, tmp_pat
         assert manifest["documents"] == len(docs)
         assert np.array_equal(rows.reshape(-1), expected[: rows.size])  # the packed stream, in order
         assert manifest["tokens_dropped"] == expected.size - rows.size < 64
+        for shard in manifest["shards"]:
+            groups = pq.ParquetFile(tmp_path / "shards" / split / shard["file"]).metadata.num_row_groups
+            assert groups == -(-shard["rows"] // group_rows)
     assert len(manifests["train"]["shards"]) > 1 and manifests["val"]["rows"] > 0
 
 
