@@ -8,6 +8,7 @@ options changed since the last build (recorded in ``build.json``).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,8 +95,8 @@ def build_tokenizer(inputs: TokenizerInputs, folder: Path, options: TokenizerOpt
 
     def texts() -> Iterator[str]:
         nonlocal sampled
-        stream = [*iter_documents(inputs.documents), *iter_dialogues(inputs.candidates),
-                  *iter_dialogue_texts(inputs.dialogues)]
+        stream = itertools.chain(iter_documents(inputs.documents), iter_dialogues(inputs.candidates),
+                                 iter_dialogue_texts(inputs.dialogues))   # read once, never held whole
         for text in sample_texts(stream, sample_chars):
             sampled += len(text)
             yield text

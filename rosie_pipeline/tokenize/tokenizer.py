@@ -8,6 +8,7 @@ Byte-level means every Unicode string encodes and decodes back exactly.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,14 +131,20 @@ def round_trip_problems(tokenizer: Tokenizer, texts: list[str]) -> tuple[list[st
     return failures, split
 
 
-def sample_texts(texts: Iterable[tuple[str, str]], max_chars: int, keep_permille: int = 1000) -> Iterator[str]:
-    """A deterministic sample of (id, text) pairs: those whose id hashes under ``keep_permille``,
-    until ``max_chars`` characters have been given."""
-    given = 0
-    for doc_id, text in texts:
-        if int(hashlib.sha1(doc_id.encode()).hexdigest()[:8], 16) % 1000 >= keep_permille:
+def sample_texts(texts: Iterable[tuple[str, str]], max_chars: int, keep_permille: int = 1000) -> list[str]:
+    """A deterministic sample of (id, text) pairs, made in one pass in memory bounded by ``max_chars``: of the ids
+    that hash under ``keep_permille``, those of smallest hash whose texts fit in ``max_chars`` (at least one), in
+    the order they came. The choice depends on the ids alone, not on how large the lake is or in which order its
+    sources are read (taking the first ``max_chars`` characters never reached the dialogues after a large web
+    crawl); when everything fits it is everything, in order."""
+    kept: list[tuple[int, int, str]] = []   # a heap of (-rank, position, text): the largest rank on top
+    total = 0
+    for position, (doc_id, text) in enumerate(texts):
+        digest = hashlib.sha1(doc_id.encode()).hexdigest()
+        if int(digest[:8], 16) % 1000 >= keep_permille:
             continue
-        if given >= max_chars:
-            return
-        given += len(text)
-        yield text
+        heapq.heappush(kept, (-int(digest[8:24], 16), position, text))
+        total += len(text)
+        while total > max_chars and len(kept) > 1:
+            total -= len(heapq.heappop(kept)[2])
+    return [text for _, _, text in sorted(kept, key=lambda entry: entry[1])]

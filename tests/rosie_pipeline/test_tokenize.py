@@ -64,6 +64,16 @@ def test_sample_is_deterministic_and_bounded():
     assert 0 < len(first) < len(CORPUS) and sum(map(len, first)) < 5_000 + max(map(len, first))
 
 
+def test_the_sample_is_the_same_whatever_the_lake_order_and_reaches_every_source():
+    web = [(f"web-{i}", f"w{i}".ljust(100)) for i in range(2_000)]          # 200k characters of crawl
+    dialogues = [(f"dialogue-{i}", f"d{i}".ljust(100)) for i in range(200)]  # read after it
+    sample = sample_texts(iter(web + dialogues), 20_000)            # one pass over a generator
+    assert 190 <= len(sample) <= 200 and sum(map(len, sample)) <= 20_000
+    assert 0 < sum(text.startswith("d") for text in sample) < 50     # about a tenth, as in the lake
+    assert sorted(sample_texts(iter(dialogues + web[::-1]), 20_000)) == sorted(sample)
+    assert sample_texts(iter(web[:10]), 10**9) == [text for _, text in web[:10]]   # all of it when it fits, in order
+
+
 @pytest.mark.parametrize("group_rows", [512, 7])
 def test_shards_pack_documents_with_eos_and_split_by_hash(tokenizer_dir, tmp_path, monkeypatch, group_rows):
     """Rows stream into a shard a Parquet row group at a time (7: several groups a shard, the last one short)."""
