@@ -40,8 +40,11 @@ _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 #: Bounds of a believable record (an int64 column, a datetime before the year 10000).
 MAX_SCORE = 2**53
 MAX_EPOCH = 253_402_300_799
-#: zstd on Reddit ndjson compresses about this much; used only to size the hash buckets.
+#: zstd on Reddit ndjson compresses about this much; used only for the first count of hash buckets (a bucket
+#: that then holds more than ``bucket_target_bytes`` of records, as a dump that compressed better makes, is split).
 EXPANSION_ESTIMATE = 8
+#: Bytes a record costs beside its strings, in the measure buckets are sized by.
+RECORD_OVERHEAD = 64
 
 DIALOGUE_SCHEMA = pa.schema(
     [
@@ -82,7 +85,19 @@ class RedditOptions:
     min_chain_turns: int = 2
     max_chain_turns: int = 12
     max_chains_per_thread: int = 20
+    #: The most record bytes (their strings, as parsed) one hash bucket holds in memory when its threads are built;
+    #: measured while scattering, so RSS is bounded whatever the dump's compression ratio.
     bucket_target_bytes: int = 256 << 20
+
+
+def _thread_hash(link_id: str, level: int) -> int:
+    """The bucket hash of a thread; each ``level`` of splitting salts it anew (level 0 is the unsalted hash)."""
+    return int(hashlib.blake2b(link_id.encode(), digest_size=4, salt=level.to_bytes(8, "little")).hexdigest(), 16)
+
+
+def _record_bytes(record: dict[str, Any]) -> int:
+    """What a record weighs in a bucket: its strings' lengths plus a fixed overhead."""
+    return RECORD_OVERHEAD + sum(len(value) for value in record.values() if isinstance(value, str))
 
 
 def dump_month(path: Path) -> str | None:
@@ -115,16 +130,16 @@ class PushshiftReader:
                     open_sinks.enter_context(ParquetSink(workdir / f"bucket-{i:04d}.parquet", _BUCKET_SCHEMA))
                     for i in range(n_buckets)
                 ]
+                sizes = [0] * n_buckets
                 for path in dumps:
-                    yield from self._scatter(path, buckets)
-            for sink in buckets:
-                yield from self._threads(pq.read_table(sink.path).to_pylist())
-                sink.path.unlink()
+                    yield from self._scatter(path, buckets, sizes)
+            for sink, size in zip(buckets, sizes):
+                yield from self._bucket(sink.path, size, level=0)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
     # pass 1: parse, filter, and scatter into buckets by thread ------------------------------------
-    def _scatter(self, path: Path, buckets: list[ParquetSink]) -> Iterator[Rejected]:
+    def _scatter(self, path: Path, buckets: list[ParquetSink], sizes: list[int]) -> Iterator[Rejected]:
         kind = dump_kind(path)
         if kind is None:
             yield bad("unknown_dump_name", None, f"{path.name} is not RS_*.zst or RC_*.zst")
@@ -145,8 +160,9 @@ class PushshiftReader:
             if isinstance(record, Rejected):
                 yield dataclasses.replace(record, file=path.name)
                 continue
-            bucket = int(hashlib.blake2b(record["link_id"].encode(), digest_size=4).hexdigest(), 16) % len(buckets)
+            bucket = _thread_hash(record["link_id"], 0) % len(buckets)
             buckets[bucket].write(record)
+            sizes[bucket] += _record_bytes(record)
         yield from (dataclasses.replace(problem, file=path.name) for problem in problems)
 
     def _parse(self, data: bytes, offset: int, kind: str) -> dict[str, Any] | Rejected:
@@ -182,6 +198,32 @@ class PushshiftReader:
         return None
 
     # pass 2: one bucket in memory, grouped into threads --------------------------------------------
+    def _bucket(self, path: Path, size: int, level: int) -> Iterator[Row | Rejected]:
+        """The threads of one bucket file holding ``size`` record bytes. One larger than ``bucket_target_bytes`` is
+        first split by thread (the next bits of a salted hash) into parts that fit, streamed from disk, and each
+        part is taken the same way; a part that is all one thread is read whole (a thread is built in memory)."""
+        parts = math.ceil(size / self.options.bucket_target_bytes)
+        if parts <= 1:
+            yield from self._threads(pq.read_table(path).to_pylist())
+            path.unlink()
+            return
+        sizes = [0] * parts
+        with contextlib.ExitStack() as open_sinks:
+            sinks = [open_sinks.enter_context(ParquetSink(path.with_name(f"{path.stem}-{i}.parquet"), _BUCKET_SCHEMA))
+                     for i in range(parts)]
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=2_000):
+                for record in batch.to_pylist():
+                    part = _thread_hash(record["link_id"], level + 1) % parts
+                    sinks[part].write(record)
+                    sizes[part] += _record_bytes(record)
+        path.unlink()
+        for sink, part_size in zip(sinks, sizes):
+            if part_size == size:  # every record in one part: a single thread, or hashes that will not split it
+                yield from self._threads(pq.read_table(sink.path).to_pylist())
+                sink.path.unlink()
+            else:
+                yield from self._bucket(sink.path, part_size, level + 1)
+
     def _threads(self, records: list[dict[str, Any]]) -> Iterator[Row | Rejected]:
         by_thread: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for record in records:

@@ -112,6 +112,30 @@ def test_many_buckets_same_output(tmp_path):
         assert left.equals(right)
 
 
+def test_a_dump_that_compresses_better_than_guessed_still_builds_threads_in_bounded_memory(tmp_path, monkeypatch):
+    """400 threads of repeated text: zstd packs them ~100x, so the 8x guess makes one bucket; the buckets are then
+    split by what was measured, and no bucket holds more than the target (plus one thread) in memory."""
+    from rosie_pipeline.ingest import reddit
+
+    subs = [submission(f"t{i}", f"Thread {i}", selftext="same words again " * 20) for i in range(400)]
+    replies = [comment(f"r{i}", f"t{i}", f"t3_t{i}", "a reply that repeats itself " * 10, "ann") for i in range(400)]
+    (tmp_path / "RS_2024-02.zst").write_bytes(zstd_ndjson(subs))
+    (tmp_path / "RC_2024-02.zst").write_bytes(zstd_ndjson(replies))
+    dumps = [tmp_path / "RS_2024-02.zst", tmp_path / "RC_2024-02.zst"]
+    assert sum(p.stat().st_size for p in dumps) * reddit.EXPANSION_ESTIMATE < 40_000   # one bucket by the guess
+    held, threads = [], reddit.PushshiftReader._threads
+    monkeypatch.setattr(reddit.PushshiftReader, "_threads",
+                        lambda self, records: held.append(sum(map(reddit._record_bytes, records))) or threads(self, records))
+    bounded = _ingest(tmp_path / "bounded", dumps, bucket_target_bytes=40_000)
+    one_thread = 1_000  # a submission and its reply, as measured
+    assert sum(held) > 200_000 and len(held) >= 5 and max(held) <= 40_000 + one_thread
+    held.clear()
+    whole = _ingest(tmp_path / "whole", dumps)
+    assert len(held) == 1   # the default target holds the month in one bucket
+    for table in ("documents", "dialogue_candidates"):
+        assert pl.read_parquet(bounded.tables[table]).sort("id").equals(pl.read_parquet(whole.tables[table]).sort("id"))
+
+
 def test_dump_month():
     from pathlib import Path
 
