@@ -78,7 +78,14 @@ def load_side(model_dir: Path, int8: bool, weights: str | None = None, quantizer
     return rosie
 
 
-def run_rosie(args: argparse.Namespace, model_dir: Path, int8: bool, quantizer: str = "torch.ao") -> dict[str, float]:
+#: Facts for the memory-bank row (what the memory store would recall), one per user detail.
+FACTS = ["The user's name is Kai.", "The user's dog is called Biscuit.", "The user's favourite colour is green.",
+         "The user lives in Lisbon.", "The user's sister is called Mira.", "The user works as a nurse.",
+         "The user's birthday is in May.", "The user is learning the piano."]
+
+
+def run_rosie(args: argparse.Namespace, model_dir: Path, int8: bool, quantizer: str = "torch.ao",
+              facts: int = 0) -> dict[str, float]:
     import dataclasses
 
     from rosie_model.serving.generate import GREEDY, ReplyDecoder
@@ -89,7 +96,7 @@ def run_rosie(args: argparse.Namespace, model_dir: Path, int8: bool, quantizer: 
 
     def once() -> tuple[float, float, list[int]]:
         start = time.perf_counter()
-        tokens = iter(ReplyDecoder(rosie, prompt, options, stops=set()))
+        tokens = iter(ReplyDecoder(rosie, prompt, options, memory=(FACTS * 4)[:facts], stops=set()))
         produced = [next(tokens)]
         first = time.perf_counter()
         produced += list(tokens)
@@ -161,6 +168,12 @@ def perplexity(args: argparse.Namespace, model_dir: Path, int8: bool) -> float:
     return shard_metrics(rosie, Path(args.dialogue_val), args.ppl_rows)["perplexity"]
 
 
+def config_has_memory(model_dir: Path) -> bool:
+    from rosie_model.core.config import ModelConfig
+
+    return bool(ModelConfig.load(model_dir / "config.json").memory_layers)
+
+
 def side(args: argparse.Namespace) -> None:
     import torch
 
@@ -172,7 +185,8 @@ def side(args: argparse.Namespace) -> None:
         result = {"perplexity": perplexity(args, model_dir, args.side == "ppl-int8")}
     else:
         quantizer = "torchao" if args.side == "rosie-torchao" else "torch.ao"
-        result = run_rosie(args, model_dir, args.side != "rosie", quantizer)
+        facts = args.facts if args.side == "rosie-facts" else 0
+        result = run_rosie(args, model_dir, args.side not in ("rosie", "rosie-facts"), quantizer, facts)
     print(json.dumps(result))
 
 
@@ -189,6 +203,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--torchao", action="store_true",
                         help="also measure torchao's quantize_ int8 (pip install torchao first)")
+    parser.add_argument("--facts", type=int, default=8, help="facts in the memory bank for the memory row (0: no row)")
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", help=argparse.SUPPRESS)
@@ -201,7 +216,7 @@ def main() -> None:
         model_dir = make_model_dir(args, Path(scratch) / "model")
         forwarded = ["--prompt", str(args.prompt), "--new", str(args.new), "--repeats", str(args.repeats),
                      "--threads", str(args.threads), "--model-dir", str(model_dir), "--scratch", scratch,
-                     "--ppl-rows", str(args.ppl_rows)] + (["--dialogue-val", args.dialogue_val] if args.dialogue_val else [])
+                     "--ppl-rows", str(args.ppl_rows), "--facts", str(args.facts)] + (["--dialogue-val", args.dialogue_val] if args.dialogue_val else [])
 
         def run(name: str, *extra: str) -> dict[str, Any]:
             done = subprocess.run([sys.executable, __file__, "--side", name, *forwarded, *extra], capture_output=True,
@@ -210,7 +225,8 @@ def main() -> None:
                 raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
             return json.loads(done.stdout.strip().splitlines()[-1])
 
-        results = {name: run(name) for name in ("rosie", "rosie-int8", *(["rosie-torchao"] if args.torchao else []))}
+        results = {name: run(name) for name in ("rosie", "rosie-int8", *(["rosie-torchao"] if args.torchao else []),
+                                                *(["rosie-facts"] if args.facts and config_has_memory(model_dir) else []))}
         results["hf"] = run("hf", "--emotion-id", str(results["rosie"]["emotion_id"]))
         ppl = {name: run(name)["perplexity"] for name in ("ppl", "ppl-int8")} if args.dialogue_val else {}
         from rosie_model.core.config import ModelConfig
@@ -232,6 +248,8 @@ def main() -> None:
             ("Rosie ReplyDecoder (dynamic int8)", int8)]
     if args.torchao:
         rows.append(("Rosie ReplyDecoder (torchao quantize_, int8 dynamic)", results["rosie-torchao"]))
+    if "rosie-facts" in results:  # transformers has no memory attention: its column compares to the plain prompt
+        rows.append((f"Rosie ReplyDecoder (fp32, {args.facts} facts in the memory bank)", results["rosie-facts"]))
     table = ["| decoder | first token | tokens/s | vs transformers |", "| --- | ---: | ---: | ---: |"]
     table += [f"| {name} | {r['first_token_ms']:,.1f} ms | {r['tokens_per_second']:,.1f} | "
               f"**{r['tokens_per_second'] / hf['tokens_per_second']:.2f}x** |" for name, r in rows]

@@ -240,7 +240,8 @@ class Rosie:
         return event
 
     def prompt(self, messages: list[dict[str, Any]], memories: list[str], max_new_tokens: int) -> list[int]:
-        """The rendered prompt, dropping the oldest turns until it leaves room for the reply."""
+        """The rendered prompt, without the fewest oldest turns that leave room for the reply (the newest turn
+        always stays; the decoder cuts a prompt that is still too long from the front)."""
         system = [m for m in messages if m["role"] == "system"]
         if not system and self.loaded.system_prompt:
             system = [{"role": "system", "content": self.loaded.system_prompt}]
@@ -249,12 +250,22 @@ class Rosie:
         room = self.loaded.prompt_room(max_new_tokens)
         try:
             ids = self.loaded.render(system + turns, in_context)
-            while len(ids) > room and len(turns) > 1:
-                turns = turns[1:]
-                ids = self.loaded.render(system + turns, in_context)
+            if len(ids) <= room or len(turns) == 1:
+                return ids
+            # the fewest oldest turns to drop (the newest always stays), found by bisection: a long
+            # conversation costs a handful of renders, not one per dropped turn
+            fits: dict[int, list[int]] = {}
+            low, high = 1, len(turns) - 1
+            while low <= high:
+                middle = (low + high) // 2
+                candidate = self.loaded.render(system + turns[middle:], in_context)
+                if len(candidate) <= room:
+                    fits[middle], high = candidate, middle - 1
+                else:
+                    low = middle + 1
+            return fits.get(low) or self.loaded.render(system + turns[-1:], in_context)
         except ModelLoadError as exc:  # the folder's chat template refused (or tried to reach Python)
             raise ChatError(str(exc)) from exc
-        return ids
 
     def _use_memory(self, user_id: str, newest: dict[str, Any], remember: bool) -> tuple[list[str], list[str]]:
         """(facts learned from the newest message, the memories most relevant to it)."""

@@ -309,15 +309,17 @@ def pick_token(logits: torch.Tensor, produced: list[int], options: SamplingOptio
     if options.temperature <= 0:
         return int(torch.argmax(logits))
     logits = logits / options.temperature
-    if options.top_k > 0:
-        kth = torch.topk(logits, min(options.top_k, logits.numel())).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
+    if options.top_k > 0:  # the k best, already in order: top-p needs no sort of the whole vocabulary
+        ordered, order = torch.topk(logits, min(options.top_k, logits.numel()))
+        ordered = torch.softmax(ordered, dim=-1)
+    elif options.top_p < 1.0:
+        ordered, order = torch.sort(torch.softmax(logits, dim=-1), descending=True)
+    else:
+        return int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator))
     if options.top_p < 1.0:
-        ordered, order = torch.sort(probs, descending=True)
         keep = torch.cumsum(ordered, 0) - ordered < options.top_p
-        probs = torch.zeros_like(probs).scatter(0, order[keep], ordered[keep])
-        probs = probs / probs.sum()
+        ordered, order = ordered[keep], order[keep]
+    probs = torch.zeros_like(logits).scatter(0, order, ordered / ordered.sum())
     return int(torch.multinomial(probs, 1, generator=generator))
 
 

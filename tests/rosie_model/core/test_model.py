@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rosie_model.core.config import PRESETS, ModelConfig, preset
-from rosie_model.core.model import KVCache, RosieTransformer
+from rosie_model.core.model import KVCache, MemoryAttention, RosieTransformer
 
 SIZES = {"rosie-125m": 125e6, "rosie-500m": 500e6, "rosie-1b": 1e9}
 
@@ -37,6 +37,26 @@ def test_kv_cache_decoding_matches_the_full_forward(kv_heads):
         pieces = [model.lm_logits(model(ids[:, :5], cache=cache)), model.lm_logits(model(ids[:, 5:9], cache=cache))]
         pieces += [model.lm_logits(model(ids[:, t : t + 1], cache=cache)) for t in range(9, 24)]
     assert torch.allclose(full, torch.cat(pieces, dim=1), atol=1e-5)
+
+
+def test_decoding_with_a_memory_bank_projects_it_once_and_matches_the_full_forward(monkeypatch):
+    model = _tiny()
+    ids, facts = torch.randint(0, 300, (1, 12)), torch.randint(2, 300, (1, 3, 4))
+    projections, project = [], MemoryAttention.project
+    monkeypatch.setattr(MemoryAttention, "project", lambda self, memory: projections.append(1) or project(self, memory))
+    with torch.no_grad():
+        for block in model.blocks:
+            if block.memory is not None:
+                block.memory.gate.fill_(0.5)  # memory attention takes part
+        memory, present = model.encode_memory(facts)
+        full = model.lm_logits(model(ids, memory=memory, memory_mask=present))
+        projections.clear()
+        cache = KVCache.empty(model.config, 1, 32, ids.device, torch.float32)
+        pieces = [model.lm_logits(model(ids[:, :4], memory=memory, memory_mask=present, cache=cache))]
+        pieces += [model.lm_logits(model(ids[:, t : t + 1], memory=memory, memory_mask=present, cache=cache))
+                   for t in range(4, 12)]
+    assert torch.allclose(full, torch.cat(pieces, dim=1), atol=1e-5)
+    assert len(projections) == len(model.config.memory_layers)  # once per memory layer, not once per token
 
 
 def test_memory_and_persona_change_nothing_at_init_and_something_once_trained():

@@ -252,6 +252,31 @@ def test_int8_quantization_keeps_the_logits_close(chat_model_dir):
     assert Rosie.load(chat_model_dir, int8=True).reply(HELLO).text
 
 
+def test_sampling_draws_only_from_the_top_k_and_top_p_nucleus():
+    from rosie_model.serving.generate import pick_token
+
+    logits = torch.tensor([4.0, 3.9, 3.0, 2.0, 1.0, 0.5, 0.0, -1.0])   # probabilities fall off
+    options = SamplingOptions(temperature=1.0, top_k=5, top_p=0.8, repetition_penalty=1.0)
+    scaled = torch.softmax(logits[:5], 0)
+    nucleus = {i for i in range(5) if float(scaled[:i].sum()) < 0.8}   # the top-5's smallest set past 0.8
+    generator = torch.Generator().manual_seed(0)
+    drawn = {pick_token(logits.clone(), [], options, generator) for _ in range(400)}
+    assert drawn == nucleus == {0, 1, 2}
+    everything = SamplingOptions(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0)
+    assert len({pick_token(logits.clone(), [], everything, generator) for _ in range(2000)}) == len(logits)
+
+
+def test_a_long_conversation_keeps_its_newest_turns_in_a_few_renders(rosie, monkeypatch):
+    turns = [{"role": "user" if i % 2 == 0 else "rosie", "content": f"message number {i} " * 6} for i in range(81)]
+    renders, render = [], rosie.loaded.render
+    monkeypatch.setattr(rosie.loaded, "render", lambda *args, **kw: renders.append(1) or render(*args, **kw))
+    ids = rosie.prompt(turns, [], 32)
+    room, system = rosie.loaded.prompt_room(32), [{"role": "system", "content": rosie.loaded.system_prompt}]
+    kept = next(d for d in range(len(turns)) if len(render(system + turns[d:])) <= room)   # one turn at a time
+    assert ids == render(system + turns[kept:]) and kept > 0
+    assert len(renders) <= 9   # bisection over 80 turns, not one render per dropped turn
+
+
 def test_sampling_options_are_checked():
     with pytest.raises(ValueError, match="top_p"):
         SamplingOptions(top_p=0)
