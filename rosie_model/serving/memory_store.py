@@ -64,6 +64,10 @@ class Memory:
     created: float
 
 
+#: How a remembered turn is written: the user's words, quoted.
+TURN_PREFIX = "The user said: "
+
+
 @dataclass(frozen=True)
 class ExtractedFact:
     text: str
@@ -213,7 +217,7 @@ class MemoryStore:
     @_damage_reported
     def remember_turn(self, user_id: str, message: str) -> None:
         """Keep what the user said, dropping the oldest turns beyond ``max_turns``."""
-        text = f"The user said: {message.strip()[:500]}"
+        text = f"{TURN_PREFIX}{message.strip()[:500]}"
         vector = self._vectors([text])[0]
         with self._transaction():
             self.db.execute("INSERT INTO memories (user_id, kind, slot, text, vector, vector_model, created) "
@@ -256,7 +260,9 @@ class MemoryStore:
     @_damage_reported
     def recall(self, user_id: str, query: str, k: int = 4) -> list[Memory]:
         """The ``k`` entries most relevant to ``query``: cosine of memory vectors plus shared content
-        words (which carry the tiny models, whose vectors are rough); facts before turns on ties."""
+        words (which carry the tiny models, whose vectors are rough); facts before turns on ties. A past turn
+        whose every fact is among the facts recalled is left out for the next entry: "The user said: My name is
+        Desmond." beside "The user's name is Desmond." adds only a first-person line to copy."""
         rows = list(self.db.execute("SELECT id, user_id, kind, slot, text, created, vector, vector_model FROM memories "
                                     "WHERE user_id = ?", (user_id,)))
         if not rows or k <= 0:
@@ -278,8 +284,16 @@ class MemoryStore:
         asked = content_words(query)
         overlap = np.array([len(asked & content_words(row[4])) / max(1, len(asked)) for row in rows], dtype=np.float32)
         kind_bonus = np.array([0.05 if row[2] == "fact" else 0.0 for row in rows], dtype=np.float32)
-        order = np.argsort(-(similarity + 2.0 * overlap + kind_bonus), kind="stable")[:k]
-        return [Memory(*rows[i][:6]) for i in order]
+        order = np.argsort(-(similarity + 2.0 * overlap + kind_bonus), kind="stable")
+        facts = {rows[i][4].lower() for i in order[:k] if rows[i][2] == "fact"}
+        kept = [i for i in order if rows[i][2] != "turn" or not _restates(rows[i][4], facts)][:k]
+        return [Memory(*rows[i][:6]) for i in kept]
+
+
+def _restates(turn: str, facts: set[str]) -> bool:
+    """Whether a remembered turn states facts (by the rules) and all of them are in ``facts`` (lower case)."""
+    told = extract_facts(turn.removeprefix(TURN_PREFIX))
+    return bool(told) and all(fact.text.lower() in facts for fact in told)
 
 
 class _Transaction:

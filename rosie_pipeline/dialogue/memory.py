@@ -154,10 +154,10 @@ def ask(fact: Fact, rng: random.Random) -> str | None:
 
 
 def recalled(facts: list[Fact], others: list[Fact], said: list[str], rng: random.Random, k: int = 4) -> list[str]:
-    """A memory block as the store's recall returns it: the facts' lines (some with the turn that told them),
-    other facts of the same user and past turns, in no fixed order, ``k`` entries at most beyond the facts."""
+    """A memory block as the store's recall returns it: the facts' lines, other facts of the same user and past
+    turns, in no fixed order, ``k`` entries at most beyond the facts. The turn that told a recalled fact is not
+    among them (the store leaves it out: it would only add the fact in the first person)."""
     lines = [f.memory for f in facts]
-    lines += [TOLD.format(statement=f.statement) for f in facts if rng.random() < 0.3]
     noise = [f.memory for f in others] + [TOLD.format(statement=s) for s in said]
     lines += rng.sample(noise, min(len(noise), rng.randint(0, max(0, k - len(facts)))))
     rng.shuffle(lines)

@@ -258,6 +258,13 @@ def test_memory_dialogues_keep_facts_out_of_the_turns_and_among_others():
         mixed += len(row["memory"]) > len(questions)  # more in the block than is asked: she has to pick
         not_told += row["turns"][-1]["text"] in NOT_TOLD
     assert mixed > 100 and 10 < not_told < 60
+    from rosie_model.serving.memory_store import extract_facts
+
+    for row in rows:  # as the store recalls: never a fact beside the turn that told it
+        lines = set(row["memory"])
+        for line in row["memory"]:
+            told = extract_facts(line.removeprefix("The user said: ")) if line.startswith("The user said: ") else []
+            assert not told or not all(f.text in lines for f in told)
     assert any("grandma" in fact for row in rows for fact in row["memory"] if not fact.startswith("The user said"))
     assert all("my grandma" not in fact for row in rows for fact in row["memory"]
                if not fact.startswith("The user said"))  # their grandma, not Rosie's

@@ -124,6 +124,20 @@ def test_long_term_memory_learns_recalls_and_survives_a_restart(chat_model_dir, 
     again.close()
 
 
+def test_recall_leaves_out_a_turn_that_only_restates_a_recalled_fact(tmp_path):
+    from rosie_model.serving.memory_store import MemoryStore, extract_facts
+
+    store = MemoryStore(tmp_path / "m.db")
+    for message in ("My name is Desmond.", "I went to the beach with my sister."):
+        store.remember_facts("u", extract_facts(message))
+        store.remember_turn("u", message)
+    recalled = [m.text for m in store.recall("u", "What's my name, and where did I go?", k=3)]
+    store.close()
+    assert "The user's name is Desmond." in recalled
+    assert "The user said: My name is Desmond." not in recalled          # the fact, not the first-person copy
+    assert "The user said: I went to the beach with my sister." in recalled   # a turn with no rule's fact stays
+
+
 def test_recalled_memories_reach_memory_attention(chat_model_dir, tmp_path):
     rosie = Rosie.load(chat_model_dir, memory_path=tmp_path / "m.db")
     for block in rosie.loaded.model.blocks:  # open the gates so the bank visibly changes the states
