@@ -14,6 +14,7 @@ never half-written; a file that is not a healthy SQLite database is refused, not
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import sqlite3
 import time
@@ -286,7 +287,7 @@ class MemoryStore:
         kind_bonus = np.array([0.05 if row[2] == "fact" else 0.0 for row in rows], dtype=np.float32)
         order = np.argsort(-(similarity + 2.0 * overlap + kind_bonus), kind="stable")
         facts = {rows[i][4].lower() for i in order[:k] if rows[i][2] == "fact"}
-        kept = [i for i in order if rows[i][2] != "turn" or not _restates(rows[i][4], facts)][:k]
+        kept = itertools.islice((i for i in order if rows[i][2] != "turn" or not _restates(rows[i][4], facts)), k)
         return [Memory(*rows[i][:6]) for i in kept]
 
 

@@ -421,7 +421,10 @@ class Trainer:
             return None
         peak = next((v for k, v in PEAK_FLOPS.items() if k in torch.cuda.get_device_name(self.device)), None)
         config, length = self.core.config, self.train_set.row_length - 1
-        flops_per_token = 6 * self.core.num_parameters() + 12 * config.n_layers * config.d_model * length
+        # the parameters a step runs: memory attention has no bank to read in the base phase
+        running = sum(p.numel() for name, p in self.core.named_parameters()
+                      if not (self.config.phase == "base" and group_of(name) == "memory"))
+        flops_per_token = 6 * running + 12 * config.n_layers * config.d_model * length
         return flops_per_token * tokens_per_second / (peak * self.world.world_size) if peak else None
 
 
