@@ -101,8 +101,7 @@ ROSIE_FORMAT = ChatFormat(
 CHATML_FORMAT = ChatFormat(
     name="chatml", system="<|im_start|>system\n{text}<|im_end|>\n", user="<|im_start|>user\n{text}<|im_end|>\n",
     event="<|im_start|>user\n<|event:{event}|>{action}<|im_end|>\n", rosie_open="", reply_start="<|im_start|>assistant\n",
-    rosie_close="<|im_end|>\n", memory_open="<|im_start|>system\nWhat you remember about the user (their facts, not yours: answer with "
-    "\"you\" and \"your\"):",
+    rosie_close="<|im_end|>\n", memory_open="<|im_start|>system\nWhat you remember about the user:",
     memory_line="\n- {fact}", memory_close="<|im_end|>\n",
     stops=("<|im_end|>", "<|im_start|>", EOS, MEMORY, *(f"<|event:{e}|>" for e in EVENTS)))
 CHAT_FORMATS = {f.name: f for f in (ROSIE_FORMAT, CHATML_FORMAT)}
