@@ -1,6 +1,7 @@
 """Serving under load: N concurrent streaming clients against a live ``rosie serve`` on 127.0.0.1, against one
 client alone, and against the same requests answered one after another by ``transformers``' ``generate`` on
-the same weights (exported to a Hugging Face Llama): what a one-model server without interleaving gives.
+the same weights (exported to a Hugging Face Llama): what a one-model server without interleaving gives; and,
+where transformers has its ``transformers serve`` command, against that server with the same clients.
 
     python bench/bench_serve.py [--model DIR | --preset tiny] [--clients 4] [--requests 2] [--new 32]
                                 [--threads 2] [--out bench/RESULTS.md]
@@ -46,10 +47,10 @@ def summary(name: str, runs: list[dict[str, float]], wall: float) -> dict[str, A
             "total": sum(r["tokens"] for r in runs) / wall}
 
 
-def stream_once(base: str, new: int, start: float) -> dict[str, float]:
+def stream_once(base: str, new: int, start: float, model: str = "rosie") -> dict[str, float]:
     import httpx
 
-    body = {"model": "rosie", "stream": True, "max_tokens": new, "stream_options": {"include_usage": True},
+    body = {"model": model, "stream": True, "max_tokens": new, "stream_options": {"include_usage": True},
             "messages": [{"role": "user", "content": MESSAGE}]}
     first, tokens = None, 0
     with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=600) as response:
@@ -67,8 +68,9 @@ def stream_once(base: str, new: int, start: float) -> dict[str, float]:
     return {"first": end if first is None else first, "end": end, "tokens": tokens}
 
 
-def load_rosie_server(base: str, clients: int, requests: int, new: int) -> tuple[list[dict[str, float]], float]:
-    """``clients`` threads, each sending ``requests`` streaming requests back to back; all start together."""
+def load_server(base: str, clients: int, requests: int, new: int, model: str = "rosie") -> tuple[list[dict[str, float]], float]:
+    """``clients`` threads, each sending ``requests`` streaming requests back to back to an OpenAI-compatible
+    server; all start together."""
     runs: list[dict[str, float]] = []
     starts: list[float] = []
     lock = threading.Lock()
@@ -77,7 +79,7 @@ def load_rosie_server(base: str, clients: int, requests: int, new: int) -> tuple
     def client() -> None:
         gate.wait()
         for _ in range(requests):
-            run = stream_once(base, new, starts[0])
+            run = stream_once(base, new, starts[0], model)
             with lock:
                 runs.append(run)
 
@@ -122,6 +124,18 @@ def sequential_generate(model_dir: Path, scratch: Path, count: int, new: int, th
     return runs, time.perf_counter() - start
 
 
+def transformers_serve(hf_dir: Path, port: int, args: argparse.Namespace) -> subprocess.Popen | None:
+    """``transformers serve`` (the peer's own OpenAI-compatible server) on the exported folder, or None where the
+    command is missing. Its generation settings are the folder's: greedy, Rosie's stop tokens, her repetition
+    penalty."""
+    command = Path(sys.executable).with_name("transformers")
+    if not command.exists():
+        return None
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(args.threads)}
+    return subprocess.Popen([str(command), "serve", str(hf_dir), "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 def serve(model_dir: Path, home: Path, port: int, args: argparse.Namespace) -> subprocess.Popen:
     env = {**os.environ, "ROSIE_HOME": str(home), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads)}
     return subprocess.Popen([sys.executable, "-m", "rosie_model", "serve", "--model", str(model_dir), "--port",
@@ -156,20 +170,33 @@ def main() -> None:
         try:
             wait_for(f"{base}/health", 300)
             stream_once(base, 4, time.perf_counter())  # warm-up
-            rows = [summary("rosie serve, 1 client", *load_rosie_server(base, 1, args.requests, args.new)),
+            rows = [summary("rosie serve, 1 client", *load_server(base, 1, args.requests, args.new)),
                     summary(f"rosie serve, {args.clients} concurrent clients",
-                            *load_rosie_server(base, args.clients, args.requests, args.new))]
+                            *load_server(base, args.clients, args.requests, args.new))]
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
         rows.append(summary(f"transformers generate, {args.clients * args.requests} requests one after another",
                             *sequential_generate(model_dir, Path(scratch), args.clients * args.requests, args.new,
                                                  args.threads)))
+        hf_dir, port = Path(scratch) / "hf", free_port()   # exported by sequential_generate
+        peer = transformers_serve(hf_dir, port, args)
+        if peer is not None:
+            base, name = f"http://127.0.0.1:{port}", str(hf_dir)
+            try:
+                wait_for(f"{base}/health", 300)
+                stream_once(base, 4, time.perf_counter(), name)  # warm-up
+                rows.append(summary(f"transformers serve, {args.clients} concurrent clients",
+                                    *load_server(base, args.clients, args.requests, args.new, name)))
+            finally:
+                os.killpg(peer.pid, signal.SIGTERM)
+                peer.wait(timeout=60)
     table = ["| server | requests | first token p50 (ms) | p95 (ms) | tokens/s per stream | tokens/s total |",
              "|---|---:|---:|---:|---:|---:|"]
     table += [f"| {r['name']} | {r['requests']} | {r['p50']:.0f} | {r['p95']:.0f} | {r['stream']:.1f} | {r['total']:.1f} |"
               for r in rows]
     many, peer = rows[1], rows[2]
+    served = next((r for r in rows if r["name"].startswith("transformers serve")), None)
     body = "\n".join([
         f"`python bench/bench_serve.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
         f"({'--model ' + args.model if args.model else 'preset ' + args.preset + ', random weights'}; "
@@ -179,6 +206,10 @@ def main() -> None:
         f"sequential generate queue ({peer['p95'] / max(many['p95'], 1e-9):.2f}x), total throughput "
         f"{many['total'] / max(peer['total'], 1e-9):.2f}x its. Per-stream tokens/s of a Rosie stream counts from its "
         "first word; she holds back the last few tokens until a reply ends, so short replies read high.",
+        *([f"Against `transformers serve` (its OpenAI-compatible server, same clients, the exported weights): first-token "
+           f"p95 {served['p95'] / max(many['p95'], 1e-9):.2f}x better, total throughput "
+           f"{many['total'] / max(served['total'], 1e-9):.2f}x its. Each side streams its own greedy reply (Rosie's "
+           "starts from her emotion head's choice), both stopping at her stop tokens."] if served else []),
     ])
     print(body)
     if args.out:
