@@ -258,13 +258,10 @@ def main() -> None:
         table += ["", "| weights | dialogue perplexity |", "| --- | ---: |", f"| float32 | {ppl['ppl']:.3f} |",
                   f"| dynamic int8 | {ppl['ppl-int8']:.3f} ({change:+.2%}) |"]
     body = header + "\n\n" + "\n".join(table)
-    print(body)
-    if args.out:
-        sys.path.insert(0, str(ROOT))
-        from bench.results import write_section
+    sys.path.insert(0, str(ROOT))
+    from bench.results import publish
 
-        title = f"Generation speed, CPU ({'trained ' + Path(args.model).name if args.model else args.preset})"
-        write_section(args.out, title, body)
+    publish(f"Generation speed, CPU ({'trained ' + Path(args.model).name if args.model else args.preset})", body, args.out)
 
 
 if __name__ == "__main__":

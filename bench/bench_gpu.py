@@ -139,11 +139,9 @@ def main() -> None:
     body = (f"Device: {device}. The trainer's own step (bf16 autocast, fused AdamW, chunked cross-entropy, prefetched "
             "data, background checkpoints); MFU against 989 TFLOP/s dense bf16. Command: `python bench/bench_gpu.py`."
             "\n\n" + "\n".join(lines))
-    print(body)
-    if args.out:
-        from bench.results import write_section
+    from bench.results import publish
 
-        write_section(args.out, "GPU training (rosie presets)", body)
+    publish("GPU training (rosie presets)", body, args.out)
 
 
 if __name__ == "__main__":

@@ -149,11 +149,9 @@ def main() -> None:
               f"| {names[name]} | {r['trainable'] / 1e6:.2f}M | {r['tokens_per_second']:,.0f} | "
               f"{r['peak_bytes'] / 2**20:,.0f} MiB | - |" for name, r in results.items()]
     body = header + "\n\n" + "\n".join(table)
-    print(body)
-    if args.out:
-        from bench.results import write_section
+    from bench.results import publish
 
-        write_section(args.out, "LoRA fine-tune, CPU (bootstrap path)", body)
+    publish("LoRA fine-tune, CPU (bootstrap path)", body, args.out)
 
 
 if __name__ == "__main__":

@@ -211,11 +211,9 @@ def main() -> None:
            f"{many['total'] / max(served['total'], 1e-9):.2f}x its. Each side streams its own greedy reply (Rosie's "
            "starts from her emotion head's choice), both stopping at her stop tokens."] if served else []),
     ])
-    print(body)
-    if args.out:
-        from bench.results import write_section
+    from bench.results import publish
 
-        write_section(args.out, "Serving under load (bench_serve.py)", body)
+    publish("Serving under load (bench_serve.py)", body, args.out)
 
 
 if __name__ == "__main__":

@@ -62,11 +62,9 @@ def main() -> None:
             "| shard in memory | peak memory above baseline | ratio |\n| ---: | ---: | ---: |\n"
             f"| {r['shard_bytes'] / 2**20:,.0f} MiB | {r['peak_above_baseline'] / 2**20:,.0f} MiB | "
             f"**{r['peak_above_baseline'] / r['shard_bytes']:.2f}x** |")
-    print(body)
-    if args.out:
-        from bench.results import write_section
+    from bench.results import publish
 
-        write_section(args.out, "Shard writer memory", body)
+    publish("Shard writer memory", body, args.out)
 
 
 if __name__ == "__main__":

@@ -78,11 +78,9 @@ def main() -> None:
     body = (f"`build_tokenizer` (4,096-token BPE) on lakes of generated ~1 KB documents, a {args.sample_mb} M-character "
             f"sample each. Command: `python bench/bench_tokenizer_sample.py --docs {' '.join(map(str, args.docs))}`."
             "\n\n" + "\n".join(rows))
-    print(body)
-    if args.out:
-        from bench.results import write_section
+    from bench.results import publish
 
-        write_section(args.out, "Tokenizer sample memory", body)
+    publish("Tokenizer sample memory", body, args.out)
 
 
 if __name__ == "__main__":
