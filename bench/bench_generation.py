@@ -1,5 +1,6 @@
 """Generation speed on the CPU: Rosie's KV-cache decoder against transformers' ``generate`` on the same
-weights (the model exported to a Hugging Face Llama), plus dynamic int8 and its perplexity change.
+weights (the model exported to a Hugging Face Llama), in float32 and in dynamic int8 on both sides (each row is
+compared with transformers at the same precision), plus int8's perplexity change.
 
     python bench/bench_generation.py [--preset rosie-125m] [--model DIR] [--prompt 64 --new 64 --repeats 3]
                                      [--threads 2] [--out bench/RESULTS.md]
@@ -125,7 +126,11 @@ def first_token_clock() -> Any:
     return FirstToken()
 
 
-def run_hf(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
+def run_hf(args: argparse.Namespace, model_dir: Path, int8: bool = False) -> dict[str, float]:
+    """transformers' ``generate`` on the exported weights; ``int8``: quantized as Rosie's int8 side is (PyTorch
+    dynamic int8 of every Linear, the output layer included), so int8 is compared with int8."""
+    import warnings
+
     import torch
     from transformers import LlamaForCausalLM
     from rosie_model.core.config import ModelConfig
@@ -135,6 +140,10 @@ def run_hf(args: argparse.Namespace, model_dir: Path) -> dict[str, float]:
     if not (hf_dir / "config.json").exists():
         export_hf(model_dir, hf_dir, "base")
     model = LlamaForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
+    if int8:
+        with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+            warnings.simplefilter("ignore")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     # Rosie opens her turn with the emotion token her head picked; transformers gets it in the prompt,
     # so both continue the same context and greedy decoding must agree token for token
     prompt = torch.tensor([prompt_ids(args, ModelConfig.load(model_dir / "config.json").vocab_size) + [args.emotion_id]])
@@ -179,8 +188,8 @@ def side(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     model_dir = Path(args.model_dir)
-    if args.side == "hf":
-        result = run_hf(args, model_dir)
+    if args.side in ("hf", "hf-int8"):
+        result = run_hf(args, model_dir, int8=args.side == "hf-int8")
     elif args.side.startswith("ppl"):
         result = {"perplexity": perplexity(args, model_dir, args.side == "ppl-int8")}
     else:
@@ -227,12 +236,13 @@ def main() -> None:
 
         results = {name: run(name) for name in ("rosie", "rosie-int8", *(["rosie-torchao"] if args.torchao else []),
                                                 *(["rosie-facts"] if args.facts and config_has_memory(model_dir) else []))}
-        results["hf"] = run("hf", "--emotion-id", str(results["rosie"]["emotion_id"]))
+        for name in ("hf", "hf-int8"):
+            results[name] = run(name, "--emotion-id", str(results["rosie"]["emotion_id"]))
         ppl = {name: run(name)["perplexity"] for name in ("ppl", "ppl-int8")} if args.dialogue_val else {}
         from rosie_model.core.config import ModelConfig
 
         config = ModelConfig.load(model_dir / "config.json")
-    rosie, hf, int8 = results["rosie"], results["hf"], results["rosie-int8"]
+    rosie, hf, hf_int8, int8 = results["rosie"], results["hf"], results["hf-int8"], results["rosie-int8"]
     same = sum(a == b for a, b in zip(rosie["tokens"], hf["tokens"])) / max(1, len(hf["tokens"]))
     parameters = config.vocab_size * config.d_model + config.n_layers * (
         config.d_model * (config.n_heads + 2 * config.kv_heads) * config.head_dim
@@ -244,15 +254,16 @@ def main() -> None:
               f"after a warm-up. Greedy tokens identical to transformers': {same:.0%}. "
               f"Command: `python bench/bench_generation.py{' --model ' + args.model if args.model else ''}"
               f"{' --torchao' if args.torchao else ''}`.")
-    rows = [("Rosie ReplyDecoder (fp32)", rosie), ("transformers generate (fp32)", hf),
-            ("Rosie ReplyDecoder (dynamic int8)", int8)]
+    # (row, result, the transformers row it is compared with: the same precision)
+    rows = [("Rosie ReplyDecoder (fp32)", rosie, hf), ("transformers generate (fp32)", hf, hf),
+            ("Rosie ReplyDecoder (dynamic int8)", int8, hf_int8), ("transformers generate (dynamic int8)", hf_int8, hf_int8)]
     if args.torchao:
-        rows.append(("Rosie ReplyDecoder (torchao quantize_, int8 dynamic)", results["rosie-torchao"]))
+        rows.append(("Rosie ReplyDecoder (torchao quantize_, int8 dynamic)", results["rosie-torchao"], hf_int8))
     if "rosie-facts" in results:  # transformers has no memory attention: its column compares to the plain prompt
-        rows.append((f"Rosie ReplyDecoder (fp32, {args.facts} facts in the memory bank)", results["rosie-facts"]))
-    table = ["| decoder | first token | tokens/s | vs transformers |", "| --- | ---: | ---: | ---: |"]
+        rows.append((f"Rosie ReplyDecoder (fp32, {args.facts} facts in the memory bank)", results["rosie-facts"], hf))
+    table = ["| decoder | first token | tokens/s | vs transformers, same precision |", "| --- | ---: | ---: | ---: |"]
     table += [f"| {name} | {r['first_token_ms']:,.1f} ms | {r['tokens_per_second']:,.1f} | "
-              f"**{r['tokens_per_second'] / hf['tokens_per_second']:.2f}x** |" for name, r in rows]
+              f"**{r['tokens_per_second'] / peer['tokens_per_second']:.2f}x** |" for name, r, peer in rows]
     if ppl:
         change = (ppl["ppl-int8"] - ppl["ppl"]) / ppl["ppl"]
         table += ["", "| weights | dialogue perplexity |", "| --- | ---: |", f"| float32 | {ppl['ppl']:.3f} |",
