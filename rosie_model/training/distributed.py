@@ -81,32 +81,35 @@ def wrap(model: torch.nn.Module, strategy: str, world: Dist, device: torch.devic
 def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, keep: set[str],
                sharded: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Full (unsharded, host) model and optimizer state dicts, keyed by parameter name, on every rank; only the
-    ``keep`` tensors (the bootstrap path never re-saves its pretrained weights). A sharded (FSDP) model is gathered
-    to the host tensor by tensor; a whole one is copied in one go through page-locked memory, which is what a
-    training step waits for when it checkpoints (rosie-125m with AdamW: 1.4 GB)."""
+    ``keep`` tensors (the bootstrap path never re-saves its pretrained weights), as copies the next step cannot
+    change. A sharded (FSDP) model is gathered to new host tensors one by one; a whole one is copied in one go
+    (:func:`host_snapshot`), which is what a training step waits for when it checkpoints (rosie-125m with AdamW:
+    1.4 GB)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=sharded)
     weights = {k: v for k, v in get_model_state_dict(model, options=options).items() if k in keep}
     optim = get_optimizer_state_dict(model, optimizer, options=options) if optimizer is not None else None
-    return (weights, optim) if sharded else to_host((weights, optim))
+    return (weights, optim) if sharded else host_snapshot((weights, optim))
 
 
-def to_host(tree: Any) -> Any:
-    """``tree`` with its GPU tensors copied to the host (asynchronously into pinned memory, then one wait); host
-    tensors are left as they are, the same objects."""
+def host_snapshot(tree: Any) -> Any:
+    """``tree`` with every tensor copied to the host, sharing no storage with the live model or optimizer (which
+    the next step changes in place while a background thread writes the copy): GPU tensors asynchronously into
+    pinned memory, then one wait; host tensors (a CPU model's parameters, an optimizer's step counts) cloned."""
     on_gpu = [t for t in tree_leaves(tree) if isinstance(t, torch.Tensor) and t.device.type == "cuda"]
-    if not on_gpu:
-        return tree
 
     def copy(value: Any) -> Any:
-        if not isinstance(value, torch.Tensor) or value.device.type != "cuda":
+        if not isinstance(value, torch.Tensor):
             return value
+        if value.device.type != "cuda":
+            return value.detach().clone()
         host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
         return host.copy_(value.detach(), non_blocking=True)
 
     copied = tree_map(copy, tree)
-    torch.cuda.synchronize(on_gpu[0].device)
+    if on_gpu:
+        torch.cuda.synchronize(on_gpu[0].device)
     return copied
 
 

@@ -14,13 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_map
 
 from rosie_model.core.checkpoint import save_checkpoint
-
-
-def _copied(tree: Any) -> Any:
-    return tree_map(lambda value: value.clone() if isinstance(value, torch.Tensor) else value, tree)
 
 
 class CheckpointWriter:
@@ -28,13 +23,10 @@ class CheckpointWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def submit(self, folder: Path, step: int, weights: dict[str, torch.Tensor], state: dict[str, Any], keep: int,
-               copy: bool) -> None:
-        """Write this checkpoint in the background. ``copy``: the tensors are the live ones (a CPU model's state
-        dict holds its parameters, not copies), so they are cloned before training changes them."""
+    def submit(self, folder: Path, step: int, weights: dict[str, torch.Tensor], state: dict[str, Any], keep: int) -> None:
+        """Write this checkpoint in the background. The tensors must be copies training does not change
+        (:func:`rosie_model.training.distributed.full_state` makes them)."""
         self.wait()
-        if copy:
-            weights, state = _copied(weights), _copied(state)
 
         def write() -> None:
             try:

@@ -316,8 +316,7 @@ class Trainer:
         self.read_losses(across)  # the curve travels in the checkpoint
         weights, state = self.state_dict()
         if self.world.main:
-            self.writer.submit(self.checkpoints, self.step, weights, state, self.config.keep_checkpoints,
-                               copy=self.device.type == "cpu")
+            self.writer.submit(self.checkpoints, self.step, weights, state, self.config.keep_checkpoints)
         self.checkpoint_s += time.perf_counter() - started
 
     def read_losses(self, across: bool) -> float:

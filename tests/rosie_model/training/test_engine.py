@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from rosie_model.training.config import TrainConfig
 from rosie_model.training.data import Position, Prefetch, ShardDataset, mixed_batches
+from rosie_model.training.distributed import full_state
 from rosie_model.training.saver import CheckpointWriter
 from rosie_model.training.trainer import Trainer, cross_entropy_sum
 from tests.rosie_model.conftest import SEQ_LEN
@@ -93,23 +94,28 @@ def test_a_checkpoint_written_in_the_background_is_the_state_it_was_given(tmp_pa
         return real(*args)
 
     monkeypatch.setattr(saver, "save_checkpoint", slow_save)
-    weights = {"w": torch.zeros(3)}
-    state = {"step": 1, "optimizer": {"state": {0: {"exp_avg": torch.ones(2)}}}}
+    model = torch.nn.Linear(2, 3, bias=False)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    before = {"w": model.weight.detach().clone(), "exp_avg": optimizer.state[model.weight]["exp_avg"].clone()}
+    weights, optim = full_state(model, optimizer, {"weight"}, sharded=False)   # what the trainer hands the writer
     writer = CheckpointWriter()
-    writer.submit(tmp_path, 1, weights, state, keep=2, copy=True)
-    weights["w"] += 5  # the next optimizer step changes the live tensors in place
-    state["optimizer"]["state"][0]["exp_avg"] *= 3
+    writer.submit(tmp_path, 1, weights, {"step": 1, "optimizer": optim}, keep=2)
+    with torch.no_grad():
+        model.weight += 5  # the next optimizer step changes the live tensors in place
+    optimizer.state[model.weight]["exp_avg"] *= 3
     release.set()
     writer.wait()
     saved_weights, saved_state = load_checkpoint(list_checkpoints(tmp_path)[-1])
-    assert torch.equal(saved_weights["w"], torch.zeros(3))
-    assert torch.equal(saved_state["optimizer"]["state"][0]["exp_avg"], torch.ones(2))
+    assert torch.equal(saved_weights["weight"], before["w"])
+    assert torch.equal(saved_state["optimizer"]["state"]["weight"]["exp_avg"], before["exp_avg"])
 
     def failing(*args):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(saver, "save_checkpoint", failing)
-    writer.submit(tmp_path, 2, weights, state, keep=2, copy=False)
+    writer.submit(tmp_path, 2, weights, {"step": 2}, keep=2)
     time.sleep(0)  # the error belongs to the training thread, at its next wait
     with pytest.raises(OSError, match="No space left"):
         writer.wait()
