@@ -198,12 +198,13 @@ class PushshiftReader:
         return None
 
     # pass 2: one bucket in memory, grouped into threads --------------------------------------------
-    def _bucket(self, path: Path, size: int, level: int) -> Iterator[Row | Rejected]:
+    def _bucket(self, path: Path, size: int, level: int, splits: bool = True) -> Iterator[Row | Rejected]:
         """The threads of one bucket file holding ``size`` record bytes. One larger than ``bucket_target_bytes`` is
         first split by thread (the next bits of a salted hash) into parts that fit, streamed from disk, and each
-        part is taken the same way; a part that is all one thread is read whole (a thread is built in memory)."""
+        part is taken the same way; a part that did not split (all one thread) is read whole (a thread is built in
+        memory)."""
         parts = math.ceil(size / self.options.bucket_target_bytes)
-        if parts <= 1:
+        if parts <= 1 or not splits:
             yield from self._threads(pq.read_table(path).to_pylist())
             path.unlink()
             return
@@ -218,11 +219,7 @@ class PushshiftReader:
                     sizes[part] += _record_bytes(record)
         path.unlink()
         for sink, part_size in zip(sinks, sizes):
-            if part_size == size:  # every record in one part: a single thread, or hashes that will not split it
-                yield from self._threads(pq.read_table(sink.path).to_pylist())
-                sink.path.unlink()
-            else:
-                yield from self._bucket(sink.path, part_size, level + 1)
+            yield from self._bucket(sink.path, part_size, level + 1, splits=part_size < size)
 
     def _threads(self, records: list[dict[str, Any]]) -> Iterator[Row | Rejected]:
         by_thread: dict[str, list[dict[str, Any]]] = defaultdict(list)
